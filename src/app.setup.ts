@@ -1,0 +1,153 @@
+import { Logger as NestLogger } from '@nestjs/common';
+import type { NestExpressApplication } from '@nestjs/platform-express';
+import connectPgSimple from 'connect-pg-simple';
+import { csrfSync } from 'csrf-sync';
+import type { NextFunction, Request, RequestHandler, Response } from 'express';
+import session from 'express-session';
+import helmet from 'helmet';
+import { Logger } from 'nestjs-pino';
+import { existsSync } from 'node:fs';
+import * as path from 'node:path';
+import type { Pool } from 'pg';
+import { DataSource } from 'typeorm';
+import type { PostgresDriver } from 'typeorm/driver/postgres/PostgresDriver';
+import { AuditService } from './audit/audit.service';
+import { UsersService } from './auth/users/users.service';
+import { clientIp, isMachineRequest, userAgent } from './common/http';
+import { helpers } from './common/handlebars';
+import { SecretsService } from './crypto/secrets.service';
+import type { KeywardRuntime } from './runtime';
+
+/** The folder holding views/ and public/, from src (tests) or dist/src (production). */
+export function projectRoot(): string {
+  let dir = __dirname;
+  while (!existsSync(path.join(dir, 'views')) && path.dirname(dir) !== dir) dir = path.dirname(dir);
+  return dir;
+}
+
+const isConsole = (req: Request) => !isMachineRequest(req) && !req.path.startsWith('/assets/');
+
+function onlyForConsole(middleware: RequestHandler): RequestHandler {
+  return (req, res, next) => (isConsole(req) ? middleware(req, res, next) : next());
+}
+
+/**
+ * Express-level wiring shared by `main.ts` and the tests, so that the app under test is the
+ * app that ships: security headers, assets, views, body limits, sessions and CSRF.
+ */
+export async function configureApp(app: NestExpressApplication, runtime: KeywardRuntime): Promise<void> {
+  const { config } = runtime;
+  const root = projectRoot();
+  app.useLogger(app.get(Logger));
+  app.set('trust proxy', config.trustProxy);
+  app.disable('x-powered-by');
+
+  app.use(
+    helmet({
+      contentSecurityPolicy: {
+        useDefaults: false,
+        directives: {
+          defaultSrc: ["'self'"],
+          scriptSrc: ["'self'"],
+          styleSrc: ["'self'"],
+          imgSrc: ["'self'", 'data:'],
+          connectSrc: ["'self'"],
+          fontSrc: ["'self'"],
+          formAction: ["'self'"],
+          frameAncestors: ["'none'"],
+          objectSrc: ["'none'"],
+          baseUri: ["'self'"],
+        },
+      },
+      strictTransportSecurity: config.publicUrl.startsWith('https://'),
+    }),
+  );
+
+  app.useStaticAssets(path.join(root, 'public'), { prefix: '/assets/', maxAge: '1h', index: false });
+  // htmx is served from the installed package: no CDN, and its version is the lock file's.
+  const htmx = path.dirname(require.resolve('htmx.org/dist/htmx.min.js'));
+  app.useStaticAssets(htmx, { prefix: '/assets/vendor/htmx/', maxAge: '1d', index: false });
+
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const hbs = (require('hbs') as { create(): HbsInstance }).create();
+  for (const [name, fn] of Object.entries(helpers)) hbs.registerHelper(name, fn);
+  await new Promise<void>((resolve) => hbs.registerPartials(path.join(root, 'views', 'partials'), () => resolve()));
+  app.engine('hbs', hbs.__express);
+  app.setBaseViewsDir(path.join(root, 'views'));
+  app.setViewEngine('hbs');
+
+  app.useBodyParser('json', { limit: config.bodyLimit, type: ['application/json', 'application/*+json'] });
+  app.useBodyParser('urlencoded', { limit: '100kb', extended: false });
+
+  const secrets = app.get(SecretsService);
+  const pool = (app.get(DataSource).driver as PostgresDriver).master as Pool;
+  const PgStore = connectPgSimple(session);
+  const cookieName = config.session.cookieSecure ? '__Host-keyward' : 'keyward.sid';
+  app.set('session cookie name', cookieName);
+  app.use(
+    onlyForConsole(
+      session({
+        name: cookieName,
+        secret: secrets.derive('session').toString('base64'),
+        store: new PgStore({ pool, tableName: 'sessions', createTableIfMissing: false, pruneSessionInterval: 900 }),
+        resave: false,
+        saveUninitialized: false,
+        // The idle timeout: every request pushes the expiry out again.
+        rolling: true,
+        cookie: {
+          httpOnly: true,
+          sameSite: 'lax',
+          secure: config.session.cookieSecure,
+          path: '/',
+          maxAge: config.session.idleMinutes * 60_000,
+        },
+      }),
+    ),
+  );
+
+  const csrf = csrfSync({
+    getTokenFromRequest: (req) => {
+      const fromBody = (req.body as { _csrf?: unknown } | undefined)?._csrf;
+      return typeof fromBody === 'string' ? fromBody : req.get('x-csrf-token');
+    },
+  });
+  const audit = app.get(AuditService);
+  const users = app.get(UsersService);
+  app.use(
+    onlyForConsole((req: Request, res: Response, next: NextFunction) => {
+      csrf.csrfSynchronisedProtection(req, res, (error?: unknown) => {
+        if (!error) return next();
+        void recordCsrfRejection(req, audit, users).finally(() => next(error));
+      });
+    }),
+  );
+}
+
+async function recordCsrfRejection(req: Request, audit: AuditService, users: UsersService): Promise<void> {
+  const userId = req.session?.userId;
+  const user = userId ? await users.findActive(userId).catch(() => null) : null;
+  await audit.recordSafely(
+    {
+      actor: user ? { id: user.id, email: user.email, role: user.role } : null,
+      ip: clientIp(req),
+      userAgent: userAgent(req),
+    },
+    {
+      action: 'csrf.rejected',
+      outcome: 'denied',
+      status: 403,
+      reason:
+        req.get('x-csrf-token') || (req.body as { _csrf?: unknown })?._csrf
+          ? 'CSRF token invalid'
+          : 'CSRF token missing',
+      details: { method: req.method, path: req.path },
+    },
+  );
+  new NestLogger('Csrf').warn(`Refused ${req.method} ${req.path}: missing or invalid CSRF token`);
+}
+
+interface HbsInstance {
+  registerHelper(name: string, fn: (...args: never[]) => unknown): void;
+  registerPartials(dir: string, done: () => void): void;
+  __express: (path: string, options: object, cb: (e: unknown, s?: string) => void) => void;
+}

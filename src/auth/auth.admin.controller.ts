@@ -1,0 +1,137 @@
+import { Body, Controller, Get, Post, Query, Req, Res, UseGuards } from '@nestjs/common';
+import type { Request, Response } from 'express';
+import { auditContext } from '../audit/audit-context';
+import { SkipAudit } from '../audit/audit.decorator';
+import { AuditService } from '../audit/audit.service';
+import { ProblemException, ValidationProblem } from '../common/problem';
+import { safeLocalPath } from '../common/problem.filter';
+import { validateForm } from '../common/validation';
+import { render } from '../common/views';
+import { AuthService } from './auth.service';
+import { CheckPolicies, Public } from './decorators';
+import { SessionService } from './session.service';
+import { SetupService } from './setup.service';
+import { SignInThrottlerGuard } from './signin-throttler.guard';
+import { SetupDto } from './dto/setup.dto';
+
+/** The console's sign-in, sign-out and first-owner setup pages. */
+@Controller()
+export class AuthAdminController {
+  constructor(
+    private readonly auth: AuthService,
+    private readonly sessions: SessionService,
+    private readonly setup: SetupService,
+    private readonly audit: AuditService,
+  ) {}
+
+  @Get()
+  @Public()
+  home(@Req() req: Request, @Res() res: Response) {
+    res.redirect(303, req.authUser ? '/admin' : '/login');
+  }
+
+  @Get('login')
+  @Public()
+  async loginPage(@Req() req: Request, @Res() res: Response, @Query('next') next?: string) {
+    if (req.authUser) return res.redirect(303, safeLocalPath(next) ?? '/admin');
+    if (!(await this.setup.hasUsers())) {
+      return render(req, res, 'auth/login', { title: 'Sign in', next, noUsers: true });
+    }
+    render(req, res, 'auth/login', { title: 'Sign in', next: safeLocalPath(next) });
+  }
+
+  /**
+   * Plain form post (works without JavaScript). The body is read by hand rather than through
+   * the global ValidationPipe so that a bad submission re-renders the form with the message
+   * instead of a problem document.
+   */
+  @Post('login')
+  @Public()
+  @SkipAudit()
+  @UseGuards(SignInThrottlerGuard)
+  async login(@Req() req: Request, @Res() res: Response, @Body() body: Record<string, unknown>) {
+    const email = typeof body.email === 'string' ? body.email : '';
+    const password = typeof body.password === 'string' ? body.password : '';
+    const next = safeLocalPath(typeof body.next === 'string' ? body.next : undefined);
+    if (!email || !password) {
+      return render(
+        req,
+        res,
+        'auth/login',
+        { title: 'Sign in', email, next, error: 'Enter your email and password.' },
+        { status: 400 },
+      );
+    }
+    try {
+      const user = await this.auth.signIn(email, password, auditContext(req), 'console');
+      await this.sessions.signIn(req, user);
+      res.redirect(303, next ?? '/admin');
+    } catch (error) {
+      if (!(error instanceof ProblemException)) throw error;
+      render(
+        req,
+        res,
+        'auth/login',
+        { title: 'Sign in', email, next, error: error.problem.detail },
+        { status: error.getStatus() },
+      );
+    }
+  }
+
+  @Post('logout')
+  @CheckPolicies(() => true)
+  @SkipAudit()
+  async logout(@Req() req: Request, @Res() res: Response) {
+    const context = auditContext(req);
+    await this.sessions.destroy(req);
+    res.clearCookie(req.app.get('session cookie name') as string);
+    await this.audit.record(context, { action: 'auth.signout', outcome: 'success', status: 303 });
+    res.redirect(303, '/login');
+  }
+
+  @Get('setup')
+  @Public()
+  async setupPage(@Req() req: Request, @Res() res: Response, @Query('token') token?: string) {
+    if (await this.setup.hasUsers()) {
+      return render(req, res, 'auth/setup', { title: 'Setup', complete: true });
+    }
+    if (!(await this.setup.isUsable(token))) {
+      return render(req, res, 'auth/setup', { title: 'Setup', invalid: true }, { status: 403 });
+    }
+    render(req, res, 'auth/setup', { title: 'Create the first owner', token });
+  }
+
+  @Post('setup')
+  @Public()
+  @SkipAudit()
+  async completeSetup(@Req() req: Request, @Res() res: Response, @Body() body: Record<string, unknown>) {
+    const { dto, errors } = await validateForm(SetupDto, body);
+    if (typeof dto.password === 'string' && dto.password !== dto.confirmPassword) {
+      errors.push({ field: 'confirmPassword', messages: ['the passwords do not match'] });
+    }
+    const token = typeof body.token === 'string' ? body.token : '';
+    if (errors.length > 0) {
+      return render(
+        req,
+        res,
+        'auth/setup',
+        { title: 'Create the first owner', token, email: body.email, errors: ValidationProblem.byField(errors) },
+        { status: 400 },
+      );
+    }
+    try {
+      const owner = await this.setup.complete(token, dto.email, dto.password, auditContext(req));
+      await this.sessions.signIn(req, owner);
+      res.redirect(303, '/admin');
+    } catch (error) {
+      if (!(error instanceof ProblemException)) throw error;
+      render(
+        req,
+        res,
+        'auth/setup',
+        { title: 'Setup', invalid: true, error: error.problem.detail },
+        { status: error.getStatus() },
+      );
+    }
+  }
+}

@@ -1,0 +1,52 @@
+import { Module } from '@nestjs/common';
+import { APP_GUARD } from '@nestjs/core';
+import { JwtModule } from '@nestjs/jwt';
+import { PassportModule } from '@nestjs/passport';
+import { ThrottlerModule } from '@nestjs/throttler';
+import type { KeywardConfig } from '../config/config';
+import { KEYWARD_CONFIG } from '../config/config.constants';
+import { AuthAdminController } from './auth.admin.controller';
+import { AuthController } from './auth.controller';
+import { AuthService } from './auth.service';
+import { AuthenticationGuard } from './authentication.guard';
+import { JwtAuthGuard } from './jwt-auth.guard';
+import { JwtStrategy } from './jwt.strategy';
+import { PoliciesGuard } from './policies.guard';
+import { SessionService } from './session.service';
+import { SetupService } from './setup.service';
+import { SignInThrottlerGuard } from './signin-throttler.guard';
+import { UsersAdminController } from './users/users.admin.controller';
+import { UsersController } from './users/users.controller';
+import { UsersService } from './users/users.service';
+
+/**
+ * Accounts, sign-in and permissions. Its two global guards run on every route: first
+ * AuthenticationGuard (who), then PoliciesGuard (may they).
+ */
+@Module({
+  imports: [
+    PassportModule,
+    // Keys are passed per call: they come from SecretsService, not from static options.
+    JwtModule.register({}),
+    ThrottlerModule.forRootAsync({
+      inject: [KEYWARD_CONFIG],
+      useFactory: (config: KeywardConfig) => ({
+        throttlers: [{ name: 'signin', ttl: 60_000, limit: config.signInRateLimitPerMinute }],
+      }),
+    }),
+  ],
+  controllers: [AuthController, AuthAdminController, UsersController, UsersAdminController],
+  providers: [
+    AuthService,
+    UsersService,
+    SessionService,
+    SetupService,
+    JwtStrategy,
+    JwtAuthGuard,
+    SignInThrottlerGuard,
+    { provide: APP_GUARD, useClass: AuthenticationGuard },
+    { provide: APP_GUARD, useClass: PoliciesGuard },
+  ],
+  exports: [UsersService, SetupService, SessionService],
+})
+export class AuthModule {}

@@ -1,0 +1,78 @@
+import { NestFactory } from '@nestjs/core';
+import type { NestExpressApplication } from '@nestjs/platform-express';
+import pino, { type DestinationStream, type Logger as Pino } from 'pino';
+import { configureApp } from './app.setup';
+import type { KeywardConfig } from './config/config';
+import { loadKeyring } from './crypto/keyring';
+import { EmbeddedDatabase } from './database/embedded-database';
+import type { KeywardRuntime } from './runtime';
+
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const { version } = require('../package.json') as { version: string };
+export const KEYWARD_VERSION = version;
+
+export interface Started {
+  runtime: KeywardRuntime;
+  embedded?: EmbeddedDatabase;
+  /** What bootstrap announced, for main to print. */
+  announcements: string[];
+}
+
+/**
+ * Everything that must exist before the application module is built: the master keys, the
+ * database (embedded unless DATABASE_URL is set) and, later, the provider plugins.
+ */
+export async function prepareRuntime(config: KeywardConfig, logStream?: DestinationStream): Promise<Started> {
+  const log: Pino = pino({ level: config.logLevel, base: { context: 'Bootstrap' } }, logStream ?? process.stdout);
+  const announcements: string[] = [];
+
+  const keys = await loadKeyring(config.masterKeys, config.dataDir);
+  if (keys.createdFile) {
+    announcements.push(
+      `Generated a master key in ${keys.createdFile} (mode 0600). Back it up: without it the stored provider keys cannot be decrypted. For production, set KEYWARD_MASTER_KEYS instead.`,
+    );
+  }
+
+  let embedded: EmbeddedDatabase | undefined;
+  let databaseUrl = config.databaseUrl;
+  if (!databaseUrl) {
+    embedded = new EmbeddedDatabase(config.dataDir, {
+      debug: (message) => log.debug({ component: 'embedded-postgres' }, message),
+      warn: (message) => log.warn({ component: 'embedded-postgres' }, message),
+    });
+    const started = Date.now();
+    databaseUrl = await embedded.start();
+    log.info(`Embedded PostgreSQL ready in ${Date.now() - started} ms (data in ${embedded.clusterDir})`);
+  }
+
+  return {
+    runtime: {
+      config,
+      keyring: keys.keyring,
+      databaseUrl,
+      logStream,
+      info: {
+        databaseMode: embedded ? 'embedded' : 'external',
+        masterKeySource: keys.source,
+        masterKeyVersion: keys.keyring.newest().version,
+        version,
+      },
+    },
+    embedded,
+    announcements,
+  };
+}
+
+/** Builds the Nest application on a prepared runtime (used by main.ts and the e2e tests). */
+export async function createApp(runtime: KeywardRuntime): Promise<NestExpressApplication> {
+  // Imported here, not at the top: the module graph is evaluated only after plugins are loaded.
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { AppModule } = require('./app.module') as typeof import('./app.module');
+  const app = await NestFactory.create<NestExpressApplication>(AppModule.forRoot(runtime), {
+    bodyParser: false,
+    bufferLogs: true,
+  });
+  await configureApp(app, runtime);
+  await app.init();
+  return app;
+}

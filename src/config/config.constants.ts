@@ -1,0 +1,2 @@
+/** Injection token for the validated `KeywardConfig`. */
+export const KEYWARD_CONFIG = Symbol('KEYWARD_CONFIG');

@@ -1,0 +1,74 @@
+import { Controller, Get, Inject, Req, Res } from '@nestjs/common';
+import type { Request, Response } from 'express';
+import { AuditService } from '../audit/audit.service';
+import { CheckPolicies } from '../auth/decorators';
+import { render } from '../common/views';
+import { RUNTIME_INFO, type RuntimeInfo } from '../runtime';
+import { UsersService } from '../auth/users/users.service';
+
+/** Console pages that belong to no single feature: the dashboard and section landings. */
+@Controller('admin')
+export class ConsoleController {
+  constructor(
+    private readonly users: UsersService,
+    private readonly audit: AuditService,
+    @Inject(RUNTIME_INFO) private readonly runtime: RuntimeInfo,
+  ) {}
+
+  @Get()
+  @CheckPolicies((ability) => ability.can('read', 'Dashboard'))
+  async dashboard(@Req() req: Request, @Res() res: Response) {
+    const canReadAudit = req.ability?.can('read', 'AuditLog') ?? false;
+    const [userCount, recent] = await Promise.all([
+      this.users.count(),
+      canReadAudit ? this.audit.list({ page: 1, pageSize: 8 }) : Promise.resolve(null),
+    ]);
+    render(req, res, 'console/dashboard', {
+      title: 'Dashboard',
+      nav: 'dashboard',
+      userCount,
+      recent: recent?.entries,
+      auditTotal: recent?.total,
+      runtime: this.runtime,
+    });
+  }
+
+  @Get('keys')
+  @CheckPolicies((ability) => ability.can('read', 'ApiKey'))
+  keys(@Req() req: Request, @Res() res: Response) {
+    render(req, res, 'console/section', {
+      title: 'Keys',
+      nav: 'keys',
+      intro: 'Provider keys (OpenAI, Anthropic, Groq, OpenRouter) stored encrypted in the vault.',
+      pending: 'Adding, verifying, rotating and revoking keys arrives with the key vault.',
+    });
+  }
+
+  @Get('usage')
+  @CheckPolicies((ability) => ability.can('read', 'Usage'))
+  usage(@Req() req: Request, @Res() res: Response) {
+    render(req, res, 'console/section', {
+      title: 'Usage',
+      nav: 'usage',
+      intro: 'Requests, tokens, errors and cost per key, model and provider.',
+      pending: 'Usage appears here once applications call providers through the Keyward gateway.',
+    });
+  }
+
+  @Get('alerts')
+  @CheckPolicies((ability) => ability.can('read', 'Alert'))
+  alerts(@Req() req: Request, @Res() res: Response) {
+    render(req, res, 'console/section', {
+      title: 'Alerts',
+      nav: 'alerts',
+      intro: 'Alerts on high usage, cost limits, error spikes and expiring keys.',
+      pending: 'Alert rules and their history arrive with usage monitoring.',
+    });
+  }
+
+  @Get('security')
+  @CheckPolicies((ability) => ability.can('read', 'Dashboard'))
+  security(@Req() req: Request, @Res() res: Response) {
+    render(req, res, 'console/security', { title: 'Security', nav: 'security', runtime: this.runtime });
+  }
+}

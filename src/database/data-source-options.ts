@@ -1,0 +1,27 @@
+import type { DataSourceOptions } from 'typeorm';
+import { AuditEntry } from '../audit/audit-entry.entity';
+import { SetupToken } from '../auth/setup-token.entity';
+import { AppSecret } from '../crypto/app-secret.entity';
+import { User } from '../auth/users/user.entity';
+import { Foundation1764075600000 } from './migrations/1764075600000-Foundation';
+
+/**
+ * Entities and migrations are listed, not globbed: the list is checked by the compiler and
+ * works the same from `src` (tests) and `dist` (production).
+ */
+export const ENTITIES = [User, SetupToken, AppSecret, AuditEntry];
+export const MIGRATIONS = [Foundation1764075600000];
+
+export function dataSourceOptions(url: string): DataSourceOptions {
+  return {
+    type: 'postgres',
+    url,
+    entities: ENTITIES,
+    migrations: MIGRATIONS,
+    migrationsTableName: 'migrations',
+    migrationsTransactionMode: 'each',
+    // Never `synchronize`: the schema comes only from migrations.
+    synchronize: false,
+    extra: { max: 10, connectionTimeoutMillis: 5000 },
+  };
+}

