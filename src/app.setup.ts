@@ -6,7 +6,6 @@ import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import session from 'express-session';
 import helmet from 'helmet';
 import { Logger } from 'nestjs-pino';
-import { existsSync } from 'node:fs';
 import * as path from 'node:path';
 import type { Pool } from 'pg';
 import { DataSource } from 'typeorm';
@@ -15,15 +14,9 @@ import { AuditService } from './audit/audit.service';
 import { UsersService } from './auth/users/users.service';
 import { clientIp, isMachineRequest, userAgent } from './common/http';
 import { helpers } from './common/handlebars';
+import { projectRoot } from './common/paths';
 import { SecretsService } from './crypto/secrets.service';
 import type { KeywardRuntime } from './runtime';
-
-/** The folder holding views/ and public/, from src (tests) or dist/src (production). */
-export function projectRoot(): string {
-  let dir = __dirname;
-  while (!existsSync(path.join(dir, 'views')) && path.dirname(dir) !== dir) dir = path.dirname(dir);
-  return dir;
-}
 
 const isConsole = (req: Request) => !isMachineRequest(req) && !req.path.startsWith('/assets/');
 

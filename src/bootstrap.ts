@@ -5,11 +5,10 @@ import { configureApp } from './app.setup';
 import type { KeywardConfig } from './config/config';
 import { loadKeyring } from './crypto/keyring';
 import { EmbeddedDatabase } from './database/embedded-database';
+import { packageVersion } from './common/paths';
 import type { KeywardRuntime } from './runtime';
 
-// eslint-disable-next-line @typescript-eslint/no-require-imports
-const { version } = require('../package.json') as { version: string };
-export const KEYWARD_VERSION = version;
+export const KEYWARD_VERSION = packageVersion();
 
 export interface Started {
   runtime: KeywardRuntime;
@@ -55,7 +54,7 @@ export async function prepareRuntime(config: KeywardConfig, logStream?: Destinat
         databaseMode: embedded ? 'embedded' : 'external',
         masterKeySource: keys.source,
         masterKeyVersion: keys.keyring.newest().version,
-        version,
+        version: KEYWARD_VERSION,
       },
     },
     embedded,

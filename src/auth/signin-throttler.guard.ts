@@ -28,6 +28,11 @@ export class SignInThrottlerGuard extends ThrottlerGuard {
     super(options, storage, reflector);
   }
 
+  /** One bucket per client for the form and the token endpoint together, not one per route. */
+  protected override generateKey(_context: ExecutionContext, suffix: string, name: string): string {
+    return `signin:${name}:${suffix}`;
+  }
+
   protected override async throwThrottlingException(
     context: ExecutionContext,
     detail: ThrottlerLimitDetail,

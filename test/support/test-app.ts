@@ -48,6 +48,8 @@ export async function startTestApp(env: NodeJS.ProcessEnv = {}): Promise<TestApp
     KEYWARD_ADMIN_EMAIL: OWNER.email,
     KEYWARD_ADMIN_PASSWORD: OWNER.password,
     LOG_LEVEL: 'info',
+    // Tests sign in far more often than a person; the limit itself has its own test.
+    KEYWARD_SIGNIN_RATE_LIMIT: '1000',
     ...env,
   });
   const logs = new LogCapture();
