@@ -15,6 +15,7 @@ import { KEYRING } from './crypto/crypto.constants';
 import { CryptoModule } from './crypto/crypto.module';
 import { dataSourceOptions } from './database/data-source-options';
 import { HealthController } from './health/health.controller';
+import { PluginSystemModule } from './plugin-system/plugin-system.module';
 import { RUNTIME_INFO, type KeywardRuntime } from './runtime';
 
 /** Makes what main.ts established (config, keyring, runtime facts) injectable everywhere. */
@@ -46,6 +47,7 @@ export class AppModule {
         EventEmitterModule.forRoot(),
         ScheduleModule.forRoot(),
         CryptoModule,
+        PluginSystemModule.forRoot(runtime.plugins),
         AuditModule,
         AuthModule,
         ConsoleModule,

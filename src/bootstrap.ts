@@ -5,7 +5,9 @@ import { configureApp } from './app.setup';
 import type { KeywardConfig } from './config/config';
 import { loadKeyring } from './crypto/keyring';
 import { EmbeddedDatabase } from './database/embedded-database';
-import { packageVersion } from './common/paths';
+import { packageVersion, projectRoot } from './common/paths';
+import { loadPlugins, type PluginLoadResult } from './plugin-system/plugin-loader';
+import * as path from 'node:path';
 import type { KeywardRuntime } from './runtime';
 
 export const KEYWARD_VERSION = packageVersion();
@@ -32,6 +34,10 @@ export async function prepareRuntime(config: KeywardConfig, logStream?: Destinat
     );
   }
 
+  const plugins = loadProviderPlugins(config);
+  // The registry logs each plugin once the logger is up; a failure is also printed at start.
+  for (const f of plugins.failed) announcements.push(`provider plugin ${f.id} failed to load: ${f.reason}`);
+
   let embedded: EmbeddedDatabase | undefined;
   let databaseUrl = config.databaseUrl;
   if (!databaseUrl) {
@@ -50,6 +56,7 @@ export async function prepareRuntime(config: KeywardConfig, logStream?: Destinat
       keyring: keys.keyring,
       databaseUrl,
       logStream,
+      plugins,
       info: {
         databaseMode: embedded ? 'embedded' : 'external',
         masterKeySource: keys.source,
@@ -60,6 +67,20 @@ export async function prepareRuntime(config: KeywardConfig, logStream?: Destinat
     embedded,
     announcements,
   };
+}
+
+/**
+ * Built-in plugins from `plugins/` (their compiled code in `dist/plugins/` when Keyward runs
+ * compiled), then those named in KEYWARD_PLUGINS.
+ */
+export function loadProviderPlugins(config: KeywardConfig): PluginLoadResult {
+  const root = projectRoot();
+  return loadPlugins({
+    builtInDir: path.join(root, 'plugins'),
+    builtInCodeDir: __filename.endsWith('.js') ? path.join(root, 'dist', 'plugins') : undefined,
+    extra: config.plugins,
+    keywardVersion: KEYWARD_VERSION,
+  });
 }
 
 /** Builds the Nest application on a prepared runtime (used by main.ts and the e2e tests). */

@@ -2,6 +2,7 @@ import 'reflect-metadata';
 import { SetupService } from './auth/setup.service';
 import { createApp, prepareRuntime } from './bootstrap';
 import { ConfigError, loadConfig } from './config/config';
+import { PluginConflictError } from './plugin-system/plugin-loader';
 
 const write = (line: string) => process.stdout.write(`${line}\n`);
 
@@ -17,7 +18,17 @@ async function main(): Promise<void> {
     throw error;
   }
 
-  const { runtime, embedded, announcements } = await prepareRuntime(config);
+  let prepared;
+  try {
+    prepared = await prepareRuntime(config);
+  } catch (error) {
+    if (error instanceof PluginConflictError) {
+      process.stderr.write(`Keyward cannot start: ${error.message}\n`);
+      process.exit(78);
+    }
+    throw error;
+  }
+  const { runtime, embedded, announcements } = prepared;
   let app: Awaited<ReturnType<typeof createApp>> | undefined;
 
   let stopping = false;

@@ -1,6 +1,7 @@
 import type { DestinationStream } from 'pino';
 import type { KeywardConfig } from './config/config';
 import type { Keyring } from './crypto/keyring';
+import type { PluginLoadResult } from './plugin-system/plugin-loader';
 
 /** Facts established before the application module is built (see main.ts). */
 export interface RuntimeInfo {
@@ -15,6 +16,8 @@ export interface KeywardRuntime {
   keyring: Keyring;
   databaseUrl: string;
   info: RuntimeInfo;
+  /** Provider plugins, loaded before the application module is built. */
+  plugins: PluginLoadResult;
   /** Where logs go; stdout unless a test captures them. */
   logStream?: DestinationStream;
 }

@@ -14,6 +14,8 @@ export const helpers = {
     if (Number.isNaN(date.getTime())) return '';
     return `${date.toISOString().slice(0, 19).replace('T', ' ')} UTC`;
   },
+  /** A value inside a URL path segment, e.g. a model id with a slash. */
+  enc: (value: unknown) => encodeURIComponent(String(value ?? '')),
   /** Adds the current query string's filters to a pager link. */
   qs: (params: Record<string, unknown> | undefined, options: HelperOptions) => {
     const merged = { ...(params ?? {}), ...(options.hash as Record<string, unknown>) };

@@ -48,7 +48,8 @@ export function loggerParams(config: KeywardConfig, stream?: DestinationStream):
             url: sanitizeUrl(req.originalUrl ?? req.url),
             remoteAddress: req.socket?.remoteAddress,
           }),
-          res: (res: ServerResponse) => ({ statusCode: res.statusCode }),
+          // pino-http hands serializers a wrapper whose own statusCode can be null; `raw` is the response.
+          res: (res: ServerResponse & { raw?: ServerResponse }) => ({ statusCode: (res.raw ?? res).statusCode }),
         },
         formatters: { log: (object: Record<string, unknown>) => redactSecrets(object) as Record<string, unknown> },
         genReqId: (req: IncomingMessage, res: ServerResponse) => {

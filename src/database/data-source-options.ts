@@ -4,13 +4,15 @@ import { SetupToken } from '../auth/setup-token.entity';
 import { AppSecret } from '../crypto/app-secret.entity';
 import { User } from '../auth/users/user.entity';
 import { Foundation1764075600000 } from './migrations/1764075600000-Foundation';
+import { ProviderPrices1764165600000 } from './migrations/1764165600000-ProviderPrices';
+import { ProviderPrice } from '../plugin-system/provider-price.entity';
 
 /**
  * Entities and migrations are listed, not globbed: the list is checked by the compiler and
  * works the same from `src` (tests) and `dist` (production).
  */
-export const ENTITIES = [User, SetupToken, AppSecret, AuditEntry];
-export const MIGRATIONS = [Foundation1764075600000];
+export const ENTITIES = [User, SetupToken, AppSecret, AuditEntry, ProviderPrice];
+export const MIGRATIONS = [Foundation1764075600000, ProviderPrices1764165600000];
 
 export function dataSourceOptions(url: string): DataSourceOptions {
   return {

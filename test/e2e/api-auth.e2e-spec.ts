@@ -194,6 +194,8 @@ describe('JSON API: tokens, roles and problem documents', () => {
 
   it('never writes a password or bearer token to the log', async () => {
     expect(t.logs.lines.length).toBeGreaterThan(0);
+    // Structured request lines with their real status.
+    expect(t.logs.lines.some((l) => /"statusCode":401/.test(l))).toBe(true);
     expect(t.logs.text).not.toContain(OWNER.password);
     expect(t.logs.text).not.toContain('not-the-password');
     expect(t.logs.text).not.toContain(ownerToken);

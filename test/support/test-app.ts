@@ -8,7 +8,7 @@ import { Writable } from 'node:stream';
 import request from 'supertest';
 import { DataSource } from 'typeorm';
 import { SetupService } from '../../src/auth/setup.service';
-import { createApp, KEYWARD_VERSION } from '../../src/bootstrap';
+import { createApp, KEYWARD_VERSION, loadProviderPlugins } from '../../src/bootstrap';
 import { loadConfig } from '../../src/config/config';
 import { Keyring } from '../../src/crypto/keyring';
 import { createTestDatabase } from './test-database';
@@ -59,6 +59,7 @@ export async function startTestApp(env: NodeJS.ProcessEnv = {}): Promise<TestApp
     keyring,
     databaseUrl,
     logStream: logs,
+    plugins: loadProviderPlugins(config),
     info: { databaseMode: 'external', masterKeySource: 'environment', masterKeyVersion: 1, version: KEYWARD_VERSION },
   });
   await app.get(SetupService).prepareFirstOwner();

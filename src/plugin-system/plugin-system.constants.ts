@@ -1,0 +1,2 @@
+/** The plugins main.ts loaded before the application module was built (a PluginLoadResult). */
+export const LOADED_PLUGINS = Symbol('LOADED_PLUGINS');

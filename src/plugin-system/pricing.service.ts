@@ -1,0 +1,119 @@
+import { Injectable } from '@nestjs/common';
+import { InjectDataSource } from '@nestjs/typeorm';
+import { DataSource } from 'typeorm';
+import { costOf, type CostResult, type ModelPrice, type PricingTable, type UsageCount } from './provider-plugin';
+import { ProviderPrice } from './provider-price.entity';
+import { ProviderRegistry } from './provider-registry';
+
+export interface PriceRow extends ModelPrice {
+  model: string;
+  /** `override`: an admin set it; `plugin`: from the plugin's pricing.json. */
+  source: 'plugin' | 'override';
+  /** Whether the plugin lists the model (an override may price one it does not list). */
+  listed: boolean;
+  updatedAt?: Date;
+  updatedBy?: string | null;
+}
+
+export interface PriceChange {
+  model: string;
+  input: number;
+  output: number;
+  cachedInput?: number;
+}
+
+/**
+ * Prices are data: each plugin ships its table, an admin may override any model. The merged
+ * table is cached per provider and reloaded after a change (and at most a minute later on other
+ * instances), because the gateway prices every call.
+ */
+@Injectable()
+export class PricingService {
+  private readonly cache = new Map<string, { table: PricingTable; loadedAt: number }>();
+  private static readonly TTL_MS = 60_000;
+
+  constructor(
+    private readonly registry: ProviderRegistry,
+    @InjectDataSource() private readonly dataSource: DataSource,
+  ) {}
+
+  async rows(providerId: string): Promise<PriceRow[]> {
+    const plugin = this.registry.require(providerId);
+    const overrides = await this.overrides(providerId);
+    const models = new Set([...plugin.config.models, ...Object.keys(plugin.pricing), ...overrides.map((o) => o.model)]);
+    return [...models].sort().map((model): PriceRow => {
+      const override = overrides.find((o) => o.model === model);
+      const listed = plugin.config.models.includes(model) || Object.hasOwn(plugin.pricing, model);
+      if (override) {
+        return {
+          model,
+          input: override.input,
+          output: override.output,
+          ...(override.cachedInput !== null ? { cachedInput: override.cachedInput } : {}),
+          source: 'override',
+          listed,
+          updatedAt: override.updatedAt,
+          updatedBy: override.updatedBy,
+        };
+      }
+      const price = plugin.pricing[model];
+      return {
+        model,
+        input: price?.input ?? 0,
+        output: price?.output ?? 0,
+        ...(price?.cachedInput !== undefined ? { cachedInput: price.cachedInput } : {}),
+        source: 'plugin',
+        listed,
+      };
+    });
+  }
+
+  async table(providerId: string): Promise<PricingTable> {
+    const cached = this.cache.get(providerId);
+    if (cached && Date.now() - cached.loadedAt < PricingService.TTL_MS) return cached.table;
+    const plugin = this.registry.require(providerId);
+    const table: PricingTable = { ...plugin.pricing };
+    for (const o of await this.overrides(providerId)) {
+      table[o.model] = {
+        input: o.input,
+        output: o.output,
+        ...(o.cachedInput !== null ? { cachedInput: o.cachedInput } : {}),
+      };
+    }
+    this.cache.set(providerId, { table, loadedAt: Date.now() });
+    return table;
+  }
+
+  /** USD for a call; an unknown model costs 0 and is flagged `unpriced`, never guessed. */
+  async cost(providerId: string, model: string, usage: UsageCount): Promise<CostResult> {
+    return costOf(usage, await this.table(providerId), model);
+  }
+
+  async set(providerId: string, changes: PriceChange[], actorEmail: string | null): Promise<void> {
+    this.registry.require(providerId);
+    await this.dataSource.getRepository(ProviderPrice).upsert(
+      changes.map((c) => ({
+        providerId,
+        model: c.model,
+        input: c.input,
+        output: c.output,
+        cachedInput: c.cachedInput ?? null,
+        updatedBy: actorEmail,
+      })),
+      ['providerId', 'model'],
+    );
+    this.cache.delete(providerId);
+  }
+
+  /** Back to the plugin's price; false when there was no override. */
+  async reset(providerId: string, model: string): Promise<boolean> {
+    this.registry.require(providerId);
+    const { affected } = await this.dataSource.getRepository(ProviderPrice).delete({ providerId, model });
+    this.cache.delete(providerId);
+    return (affected ?? 0) > 0;
+  }
+
+  private overrides(providerId: string): Promise<ProviderPrice[]> {
+    return this.dataSource.getRepository(ProviderPrice).find({ where: { providerId }, order: { model: 'ASC' } });
+  }
+}
