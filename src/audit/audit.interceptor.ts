@@ -32,6 +32,18 @@ export class AuditInterceptor implements NestInterceptor {
     const targetType = meta?.targetType;
     const idParam = meta?.idParam ?? 'id';
     const details = this.detailsFrom(req);
+    // A deleted target can only be described before the handler runs; others after, so that
+    // the entry names the target as it now is (a rotated key by its new hint).
+    const paramId = req.params?.[idParam] as string | undefined;
+    const before = req.method === 'DELETE' ? this.audit.describe(targetType, paramId) : Promise.resolve(null);
+    const describe = async (id: string | null | undefined) => {
+      const subject = (await before) ?? (await this.audit.describe(targetType, id));
+      return {
+        ...details,
+        ...(subject ? { subject } : {}),
+        ...((res.locals.auditDetails as Record<string, unknown> | undefined) ?? {}),
+      };
+    };
 
     return next.handle().pipe(
       mergeMap((result) => {
@@ -43,30 +55,32 @@ export class AuditInterceptor implements NestInterceptor {
           (res.locals.auditTargetId as string | undefined) ??
           (result as { id?: unknown } | undefined)?.id;
         return from(
-          this.audit
-            .record(auditContext(req), {
+          describe(id === undefined ? null : String(id)).then((described) =>
+            this.audit.record(auditContext(req), {
               action,
               outcome: failed ? 'failure' : 'success',
               target: targetType ? { type: targetType, id: id === undefined ? null : String(id) } : undefined,
               status: res.statusCode,
               reason: failed ? (res.locals.auditReason as string | undefined) : undefined,
-              details,
-            })
-            .then(() => result),
-        );
+              details: described,
+            }),
+          ),
+        ).pipe(mergeMap(() => from([result])));
       }),
       catchError((error: unknown) => {
         const problem = toProblem(error, req);
         const id = req.params?.[idParam] as string | undefined;
         return from(
-          this.audit.recordSafely(auditContext(req), {
-            action,
-            outcome: 'failure',
-            target: targetType ? { type: targetType, id: id ?? null } : undefined,
-            status: problem.status,
-            reason: problem.detail ? `${problem.title}: ${problem.detail}` : problem.title,
-            details,
-          }),
+          describe(id).then((described) =>
+            this.audit.recordSafely(auditContext(req), {
+              action,
+              outcome: 'failure',
+              target: targetType ? { type: targetType, id: id ?? null } : undefined,
+              status: problem.status,
+              reason: problem.detail ? `${problem.title}: ${problem.detail}` : problem.title,
+              details: described,
+            }),
+          ),
         ).pipe(mergeMap(() => throwError(() => error)));
       }),
     );

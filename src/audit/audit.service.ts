@@ -8,7 +8,7 @@ import { AuditEntry } from './audit-entry.entity';
 import type { AuditContext, AuditRecord } from './audit.types';
 
 /** Field names whose values must never reach the audit log. */
-const SECRET_FIELD = /(pass(word)?|secret|token|authorization|cookie|^key$|apikey|api_key|plaintext)/i;
+const SECRET_FIELD = /(pass(word)?|secret|token|authorization|cookie|key$|plaintext|credential)/i;
 
 function scrub(value: unknown, depth = 0): unknown {
   if (depth > 5 || value === null || typeof value !== 'object') return value;
@@ -53,9 +53,13 @@ export interface ChainReport {
 const APPEND_LOCK = 0x6b7761756469; // "kwaudi"
 const VERIFY_BATCH = 1000;
 
+/** Says, for the log, what a target id is (a key's name and masked hint); never a secret. */
+export type TargetDescriber = (id: string) => Promise<Record<string, unknown> | null>;
+
 @Injectable()
 export class AuditService {
   private readonly logger = new Logger(AuditService.name);
+  private readonly describers = new Map<string, TargetDescriber>();
 
   constructor(
     @InjectDataSource() private readonly dataSource: DataSource,
@@ -70,6 +74,24 @@ export class AuditService {
    * Appends one entry. Appends are serialised with an advisory lock so that each entry links to
    * exactly one predecessor, whichever instance writes it.
    */
+  /** Feature modules register how their targets are named in the log (see AuditInterceptor). */
+  registerDescriber(targetType: string, describer: TargetDescriber): void {
+    this.describers.set(targetType, describer);
+  }
+
+  async describe(
+    targetType: string | undefined,
+    id: string | null | undefined,
+  ): Promise<Record<string, unknown> | null> {
+    const describer = targetType ? this.describers.get(targetType) : undefined;
+    if (!describer || !id) return null;
+    try {
+      return await describer(id);
+    } catch {
+      return null;
+    }
+  }
+
   async record(context: AuditContext, record: AuditRecord): Promise<AuditEntry> {
     return this.dataSource.transaction(async (manager) => {
       await manager.query('SELECT pg_advisory_xact_lock($1)', [APPEND_LOCK]);

@@ -1,6 +1,7 @@
 import { CanActivate, ExecutionContext, Injectable, Logger } from '@nestjs/common';
 import { Reflector } from '@nestjs/core';
 import type { Request } from 'express';
+import { AUDIT_META, type AuditMeta } from '../audit/audit.decorator';
 import { auditContext } from '../audit/audit-context';
 import { AuditService } from '../audit/audit.service';
 import { ProblemException } from '../common/problem';
@@ -39,12 +40,16 @@ export class PoliciesGuard implements CanActivate {
       return true;
     }
 
+    // The refused action and its target go along, so the log answers "who tried to revoke key X".
+    const meta = this.reflector.get<AuditMeta | false | undefined>(AUDIT_META, context.getHandler());
+    const targetId = meta ? (req.params?.[meta.idParam ?? 'id'] as string | undefined) : undefined;
     await this.audit.recordSafely(auditContext(req), {
       action: 'access.denied',
       outcome: 'denied',
+      target: meta && meta.targetType ? { type: meta.targetType, id: targetId ?? null } : undefined,
       status: 403,
       reason: `role ${user.role} may not ${req.method} ${req.path}`,
-      details: { method: req.method, path: req.path },
+      details: { method: req.method, path: req.path, ...(meta ? { attempted: meta.action } : {}) },
     });
     throw new ProblemException(403, 'forbidden', 'Not allowed', `Your role (${user.role}) does not allow this action.`);
   }

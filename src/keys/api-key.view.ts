@@ -1,0 +1,70 @@
+import { describeSchedule } from '../rotation/rotation-schedule';
+import type { ApiKey } from './api-key.entity';
+
+export type KeyStatus = 'active' | 'revoked' | 'expired' | 'expiring' | 'over_limit';
+
+export interface KeyViewOptions {
+  now?: Date;
+  expiryWarningDays: number;
+  /** The provider plugin can mint keys and this key holds a management key to do it with. */
+  canProvision: boolean;
+}
+
+export function statusOf(key: ApiKey, now: Date, expiryWarningDays: number): KeyStatus {
+  if (key.revokedAt || !key.active) return 'revoked';
+  if (key.expiresAt && key.expiresAt <= now) return 'expired';
+  if (key.usageLimit !== null && key.usageCurrent >= key.usageLimit) return 'over_limit';
+  if (key.expiresAt && key.expiresAt.getTime() - now.getTime() <= expiryWarningDays * 86_400_000) return 'expiring';
+  return 'active';
+}
+
+/**
+ * The spec's APIKey as the API answers it. `key` is the masked hint (`sk-…abcd`); the secret
+ * itself is never part of a view. Without a limit, `usage.limit` and `usage.resetAt` are null.
+ */
+export function toApiKeyView(key: ApiKey, options: KeyViewOptions) {
+  const now = options.now ?? new Date();
+  return {
+    id: key.id,
+    provider: key.provider,
+    name: key.name,
+    key: key.secretHint,
+    organizationId: key.organizationId ?? undefined,
+    projectId: key.projectId ?? undefined,
+    externalId: key.externalId ?? undefined,
+    active: key.active,
+    status: statusOf(key, now, options.expiryWarningDays),
+    expiresAt: key.expiresAt ?? undefined,
+    createdAt: key.createdAt,
+    updatedAt: key.updatedAt,
+    createdBy: key.createdBy ?? undefined,
+    lastUsed: key.lastUsedAt ?? undefined,
+    revokedAt: key.revokedAt ?? undefined,
+    revokedBy: key.revokedBy ?? undefined,
+    rotationSchedule: key.rotationSchedule ?? undefined,
+    rotationScheduleText: key.rotationSchedule ? describeSchedule(key.rotationSchedule) : undefined,
+    nextRotationAt: key.nextRotationAt ?? undefined,
+    lastRotatedAt: key.lastRotatedAt ?? undefined,
+    secretVersion: key.secretVersion,
+    managementKey: key.managementHint ?? undefined,
+    canProvision: options.canProvision,
+    priority: key.priority,
+    weight: key.weight,
+    usage: {
+      current: key.usageCurrent,
+      limit: key.usageLimit,
+      unit: key.usageUnit ?? undefined,
+      period: key.usagePeriod ?? undefined,
+      resetAt: key.resetAt,
+    },
+    validation: key.lastVerification ?? undefined,
+    health: {
+      status: key.health,
+      reason: key.healthReason ?? undefined,
+      changedAt: key.healthChangedAt ?? undefined,
+      coolingDownUntil: key.cooldownUntil && key.cooldownUntil > now ? key.cooldownUntil : undefined,
+    },
+  };
+}
+
+export type ApiKeyView = ReturnType<typeof toApiKeyView>;
