@@ -1,0 +1,8 @@
+/** Injection token for the gateway's `RateLimiter` (in memory, or Redis when REDIS_URL is set). */
+export const RATE_LIMITER = Symbol('RATE_LIMITER');
+
+/** PostgreSQL NOTIFY channel on which a revoke tells every instance to forget the token. */
+export const TOKENS_CHANNEL = 'keyward_tokens';
+
+/** `kw_` and 43 base64url characters: 32 random bytes. */
+export const ACCESS_TOKEN_PATTERN = /^kw_[A-Za-z0-9_-]{43}$/;

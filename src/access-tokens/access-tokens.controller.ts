@@ -1,0 +1,46 @@
+import { Body, Controller, Get, HttpCode, Param, ParseUUIDPipe, Post, Query } from '@nestjs/common';
+import type { AuthUser } from '../auth/auth.types';
+import { CheckPolicies, CurrentUser } from '../auth/decorators';
+import { Audit } from '../audit/audit.decorator';
+import { toAccessTokenView } from './access-token.view';
+import { AccessTokensService } from './access-tokens.service';
+import { CreateAccessTokenDto } from './dto/create-access-token.dto';
+import { ListAccessTokensQuery } from './dto/list-access-tokens.query';
+
+export const tokenId = new ParseUUIDPipe({ version: '4' });
+
+/** Access tokens for applications. The token itself is in the create answer only, never again. */
+@Controller('api/admin/access-tokens')
+export class AccessTokensController {
+  constructor(private readonly tokens: AccessTokensService) {}
+
+  @Get()
+  @CheckPolicies((ability) => ability.can('read', 'AccessToken'))
+  async list(@Query() query: ListAccessTokensQuery) {
+    const { tokens, total } = await this.tokens.list(query);
+    return { tokens: tokens.map((t) => toAccessTokenView(t)), total, page: query.page, pageSize: query.pageSize };
+  }
+
+  /** 201 with the view plus `token`: store it now, it cannot be shown again. */
+  @Post()
+  @Audit('access-token.create', 'AccessToken')
+  @CheckPolicies((ability) => ability.can('create', 'AccessToken'))
+  async create(@Body() dto: CreateAccessTokenDto, @CurrentUser() actor: AuthUser) {
+    const { accessToken, token } = await this.tokens.create(dto, actor.email);
+    return { ...toAccessTokenView(accessToken), token };
+  }
+
+  @Get(':id')
+  @CheckPolicies((ability) => ability.can('read', 'AccessToken'))
+  async get(@Param('id', tokenId) id: string) {
+    return toAccessTokenView(await this.tokens.get(id));
+  }
+
+  @Post(':id/revoke')
+  @HttpCode(200)
+  @Audit('access-token.revoke', 'AccessToken')
+  @CheckPolicies((ability) => ability.can('revoke', 'AccessToken'))
+  async revoke(@Param('id', tokenId) id: string, @CurrentUser() actor: AuthUser) {
+    return toAccessTokenView(await this.tokens.revoke(id, actor.email));
+  }
+}
