@@ -4,6 +4,7 @@ import { EventEmitterModule } from '@nestjs/event-emitter';
 import { ScheduleModule } from '@nestjs/schedule';
 import { TypeOrmModule } from '@nestjs/typeorm';
 import { LoggerModule } from 'nestjs-pino';
+import { AccessTokensModule } from './access-tokens/access-tokens.module';
 import { AuditModule } from './audit/audit.module';
 import { AuthModule } from './auth/auth.module';
 import { loggerParams } from './common/logging';
@@ -15,7 +16,12 @@ import { KEYRING } from './crypto/crypto.constants';
 import { CryptoModule } from './crypto/crypto.module';
 import { dataSourceOptions } from './database/data-source-options';
 import { HealthController } from './health/health.controller';
+import { AlertsModule } from './alerts/alerts.module';
+import { GatewayModule } from './gateway/gateway.module';
+import { KeysModule } from './keys/keys.module';
+import { UsageModule } from './usage/usage.module';
 import { PluginSystemModule } from './plugin-system/plugin-system.module';
+import { RotationModule } from './rotation/rotation.module';
 import { RUNTIME_INFO, type KeywardRuntime } from './runtime';
 
 /** Makes what main.ts established (config, keyring, runtime facts) injectable everywhere. */
@@ -51,6 +57,12 @@ export class AppModule {
         AuditModule,
         AuthModule,
         ConsoleModule,
+        AlertsModule,
+        UsageModule,
+        KeysModule,
+        RotationModule,
+        AccessTokensModule,
+        GatewayModule,
       ],
       controllers: [HealthController],
       providers: [

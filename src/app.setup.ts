@@ -9,6 +9,7 @@ import { Logger } from 'nestjs-pino';
 import * as path from 'node:path';
 import type { Pool } from 'pg';
 import { DataSource } from 'typeorm';
+import { GatewayService } from './gateway/gateway.service';
 import type { PostgresDriver } from 'typeorm/driver/postgres/PostgresDriver';
 import { AuditService } from './audit/audit.service';
 import { UsersService } from './auth/users/users.service';
@@ -34,6 +35,8 @@ export async function configureApp(app: NestExpressApplication, runtime: Keyward
   app.useLogger(app.get(Logger));
   app.set('trust proxy', config.trustProxy);
   app.disable('x-powered-by');
+  // First in line: gateway traffic skips everything the console and admin API need.
+  app.use(app.get(GatewayService).middleware());
 
   app.use(
     helmet({

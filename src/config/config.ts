@@ -153,6 +153,53 @@ export class Environment {
   @Transform(emptyToUndefined)
   @IsString()
   KEYWARD_PLUGINS?: string;
+
+  @IsOptional()
+  @Transform(toInt)
+  @IsInt({ message: 'must be a whole number of seconds from 1 to 3600' })
+  @Min(1, { message: 'must be a whole number of seconds from 1 to 3600' })
+  @Max(3600, { message: 'must be a whole number of seconds from 1 to 3600' })
+  KEYWARD_SCHEDULER_INTERVAL_SECONDS?: number;
+
+  @IsOptional()
+  @Transform(toInt)
+  @IsInt({ message: 'must be a whole number of seconds from 0 to 2592000 (30 days)' })
+  @Min(0, { message: 'must be a whole number of seconds from 0 to 2592000 (30 days)' })
+  @Max(2592000, { message: 'must be a whole number of seconds from 0 to 2592000 (30 days)' })
+  KEYWARD_ROTATION_GRACE_SECONDS?: number;
+
+  @IsOptional()
+  @Transform(toInt)
+  @IsInt({ message: 'must be a whole number of days from 1 to 365' })
+  @Min(1, { message: 'must be a whole number of days from 1 to 365' })
+  @Max(365, { message: 'must be a whole number of days from 1 to 365' })
+  KEYWARD_EXPIRY_WARNING_DAYS?: number;
+
+  @IsOptional()
+  @Transform(toInt)
+  @IsInt({ message: 'must be a whole number from 1 to 10' })
+  @Min(1, { message: 'must be a whole number from 1 to 10' })
+  @Max(10, { message: 'must be a whole number from 1 to 10' })
+  KEYWARD_GATEWAY_MAX_ATTEMPTS?: number;
+
+  @IsOptional()
+  @Transform(toInt)
+  @IsInt({ message: 'must be a whole number of milliseconds from 100 to 600000' })
+  @Min(100, { message: 'must be a whole number of milliseconds from 100 to 600000' })
+  @Max(600000, { message: 'must be a whole number of milliseconds from 100 to 600000' })
+  KEYWARD_UPSTREAM_TIMEOUT_MS?: number;
+
+  @IsOptional()
+  @Transform(toBool)
+  @IsBoolean({ message: 'must be true or false' })
+  KEYWARD_FEATURE_FAILOVER?: boolean;
+
+  @IsOptional()
+  @Transform(toInt)
+  @IsInt({ message: 'must be a whole number of milliseconds from 10 to 5000' })
+  @Min(10, { message: 'must be a whole number of milliseconds from 10 to 5000' })
+  @Max(5000, { message: 'must be a whole number of milliseconds from 10 to 5000' })
+  KEYWARD_USAGE_FLUSH_MS?: number;
 }
 
 export interface KeywardConfig {
@@ -172,6 +219,22 @@ export interface KeywardConfig {
   bodyLimit: string;
   logLevel: LogLevel;
   plugins: string[];
+  /** How often scheduled work (rotations, retirements, counter resets) looks for what is due. */
+  schedulerIntervalSeconds: number;
+  /** How long an old secret stays valid at the provider after a scheduled rotation. */
+  rotationGraceSeconds: number;
+  /** Keys expiring within this many days show as "expiring soon". */
+  expiryWarningDays: number;
+  gateway: {
+    /** Keys tried for one request before giving up (failover). */
+    maxAttempts: number;
+    /** How long to wait for the provider's response headers before trying the next key. */
+    upstreamTimeoutMs: number;
+    /** The spec's `failover` feature: off, a failing key's error goes straight to the client. */
+    failover: boolean;
+  };
+  /** Usage events are written in batches this often (and sooner when many are waiting). */
+  usageFlushMs: number;
 }
 
 export class ConfigError extends Error {
@@ -236,5 +299,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): KeywardConfig 
       .split(',')
       .map((p) => p.trim())
       .filter(Boolean),
+    schedulerIntervalSeconds: raw.KEYWARD_SCHEDULER_INTERVAL_SECONDS ?? 30,
+    rotationGraceSeconds: raw.KEYWARD_ROTATION_GRACE_SECONDS ?? 300,
+    expiryWarningDays: raw.KEYWARD_EXPIRY_WARNING_DAYS ?? 7,
+    gateway: {
+      maxAttempts: raw.KEYWARD_GATEWAY_MAX_ATTEMPTS ?? 3,
+      upstreamTimeoutMs: raw.KEYWARD_UPSTREAM_TIMEOUT_MS ?? 60_000,
+      failover: raw.KEYWARD_FEATURE_FAILOVER ?? true,
+    },
+    usageFlushMs: raw.KEYWARD_USAGE_FLUSH_MS ?? 200,
   };
 }

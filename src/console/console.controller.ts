@@ -33,28 +33,6 @@ export class ConsoleController {
     });
   }
 
-  @Get('keys')
-  @CheckPolicies((ability) => ability.can('read', 'ApiKey'))
-  keys(@Req() req: Request, @Res() res: Response) {
-    render(req, res, 'console/section', {
-      title: 'Keys',
-      nav: 'keys',
-      intro: 'Provider keys (OpenAI, Anthropic, Groq, OpenRouter) stored encrypted in the vault.',
-      pending: 'Adding, verifying, rotating and revoking keys arrives with the key vault.',
-    });
-  }
-
-  @Get('usage')
-  @CheckPolicies((ability) => ability.can('read', 'Usage'))
-  usage(@Req() req: Request, @Res() res: Response) {
-    render(req, res, 'console/section', {
-      title: 'Usage',
-      nav: 'usage',
-      intro: 'Requests, tokens, errors and cost per key, model and provider.',
-      pending: 'Usage appears here once applications call providers through the Keyward gateway.',
-    });
-  }
-
   @Get('alerts')
   @CheckPolicies((ability) => ability.can('read', 'Alert'))
   alerts(@Req() req: Request, @Res() res: Response) {

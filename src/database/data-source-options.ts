@@ -6,13 +6,23 @@ import { User } from '../auth/users/user.entity';
 import { Foundation1764075600000 } from './migrations/1764075600000-Foundation';
 import { ProviderPrices1764165600000 } from './migrations/1764165600000-ProviderPrices';
 import { ProviderPrice } from '../plugin-system/provider-price.entity';
+import { KeyVault1764252000000 } from './migrations/1764252000000-KeyVault';
+import { ApiKey } from '../keys/api-key.entity';
+import { KeyRotation } from '../rotation/key-rotation.entity';
+import { AccessToken } from '../access-tokens/access-token.entity';
+import { Gateway1764338400000 } from './migrations/1764338400000-Gateway';
 
 /**
  * Entities and migrations are listed, not globbed: the list is checked by the compiler and
  * works the same from `src` (tests) and `dist` (production).
  */
-export const ENTITIES = [User, SetupToken, AppSecret, AuditEntry, ProviderPrice];
-export const MIGRATIONS = [Foundation1764075600000, ProviderPrices1764165600000];
+export const ENTITIES = [User, SetupToken, AppSecret, AuditEntry, ProviderPrice, ApiKey, KeyRotation, AccessToken];
+export const MIGRATIONS = [
+  Foundation1764075600000,
+  ProviderPrices1764165600000,
+  KeyVault1764252000000,
+  Gateway1764338400000,
+];
 
 export function dataSourceOptions(url: string): DataSourceOptions {
   return {

@@ -1,0 +1,271 @@
+import { Injectable, Logger, OnModuleDestroy, OnModuleInit } from '@nestjs/common';
+import { OnEvent } from '@nestjs/event-emitter';
+import { InjectDataSource } from '@nestjs/typeorm';
+import { Client } from 'pg';
+import { DataSource } from 'typeorm';
+import { AlertEventsService } from '../alerts/alert-events.service';
+import { SecretsService } from '../crypto/secrets.service';
+import type { UsagePeriod, UsageUnit } from '../keys/api-key.entity';
+import { KEY_EVENTS, type KeyEvent, secretAad } from '../keys/keys.service';
+import type { ProviderErrorType } from '../plugin-system/provider-plugin';
+import { type PendingUsage, UsageRecorder } from '../usage/usage-recorder';
+
+/** A key as the gateway holds it: decrypted once per load, never written anywhere. */
+export interface PooledKey {
+  id: string;
+  provider: string;
+  hint: string;
+  secret: string;
+  organizationId: string | undefined;
+  priority: number;
+  weight: number;
+  expiresAt: number | null;
+  limit: number | null;
+  unit: UsageUnit | null;
+  period: UsagePeriod | null;
+  /** The limit counter as the database had it at load, plus batches written since. */
+  counted: number;
+  /** Requests handed this key that have not been recorded yet (for `requests` limits). */
+  inFlight: number;
+  cooldownUntil: number;
+  healthy: boolean;
+}
+
+export type Unusable = 'expired' | 'unhealthy' | 'cooling-down' | 'over-limit';
+
+interface Loaded {
+  generation: number;
+  loadedAt: number;
+  keys: Promise<PooledKey[]>;
+}
+
+const TTL_MS = 30_000;
+const COOLDOWN_MS: Partial<Record<ProviderErrorType, number>> = {
+  rate_limited: 30_000,
+  out_of_credit: 10 * 60_000,
+  provider_error: 5_000,
+  timeout: 5_000,
+};
+
+/**
+ * The gateway's view of the vault: per provider, the active keys with their secrets, so that a
+ * request needs no database round trip. A change to a key on this instance empties the cache
+ * before the change's call returns (EventEmitter listeners run synchronously); other instances
+ * hear of it through PostgreSQL LISTEN/NOTIFY on `keyward_keys`. A load that started before an
+ * invalidation never fills the cache, so a revoked key cannot come back from a stale read.
+ */
+@Injectable()
+export class KeyPool implements OnModuleInit, OnModuleDestroy {
+  private readonly logger = new Logger('KeyPool');
+  private readonly loaded = new Map<string, Loaded>();
+  private generation = 0;
+  private listener: Client | undefined;
+  private closing = false;
+
+  constructor(
+    @InjectDataSource() private readonly dataSource: DataSource,
+    private readonly secrets: SecretsService,
+    private readonly recorder: UsageRecorder,
+    private readonly alerts: AlertEventsService,
+  ) {}
+
+  async onModuleInit(): Promise<void> {
+    this.recorder.onFlushed((written) => this.applyWritten(written));
+    await this.listen();
+  }
+
+  async onModuleDestroy(): Promise<void> {
+    this.closing = true;
+    await this.listener?.end().catch(() => undefined);
+  }
+
+  @OnEvent(KEY_EVENTS.changed)
+  @OnEvent(KEY_EVENTS.revoked)
+  onKeyChanged(event: KeyEvent): void {
+    this.invalidate(event.provider);
+  }
+
+  invalidate(provider?: string): void {
+    this.generation++;
+    if (provider) this.loaded.delete(provider);
+    else this.loaded.clear();
+  }
+
+  async keys(provider: string): Promise<PooledKey[]> {
+    const entry = this.loaded.get(provider);
+    if (entry && entry.generation === this.generation && Date.now() - entry.loadedAt < TTL_MS) return entry.keys;
+    const generation = this.generation;
+    const keys = this.load(provider);
+    const fresh: Loaded = { generation, loadedAt: Date.now(), keys };
+    this.loaded.set(provider, fresh);
+    keys.catch(() => {
+      if (this.loaded.get(provider) === fresh) this.loaded.delete(provider);
+    });
+    return keys;
+  }
+
+  /** Why a key cannot serve now, or null when it can. */
+  unusable(key: PooledKey, now: number): Unusable | null {
+    if (!key.healthy) return 'unhealthy';
+    if (key.expiresAt !== null && key.expiresAt <= now) return 'expired';
+    if (key.cooldownUntil > now) return 'cooling-down';
+    if (key.limit !== null && this.used(key) >= key.limit) return 'over-limit';
+    return null;
+  }
+
+  /** What counts against the key's limit right now, including this instance's unwritten usage. */
+  used(key: PooledKey): number {
+    const pending: PendingUsage = this.recorder.pendingFor(key.id);
+    switch (key.unit) {
+      case 'tokens':
+        return key.counted + pending.tokens;
+      case 'requests':
+        return key.counted + pending.requests + key.inFlight;
+      case 'usd':
+        return key.counted + pending.usd;
+      default:
+        return 0;
+    }
+  }
+
+  /**
+   * Orders usable keys for one request: by priority (lower first), and within one priority by a
+   * weighted random draw, so that weight 3 takes about three times the traffic of weight 1.
+   */
+  order(keys: PooledKey[]): PooledKey[] {
+    const byPriority = new Map<number, PooledKey[]>();
+    for (const k of keys) {
+      const group = byPriority.get(k.priority);
+      if (group) group.push(k);
+      else byPriority.set(k.priority, [k]);
+    }
+    const out: PooledKey[] = [];
+    for (const priority of [...byPriority.keys()].sort((a, b) => a - b)) {
+      const group = byPriority.get(priority)!;
+      if (group.length === 1) {
+        out.push(group[0]);
+        continue;
+      }
+      // Efraimidis–Spirakis: sort by u^(1/w), a weighted shuffle in one pass.
+      const drawn = group.map((k) => ({ k, score: Math.random() ** (1 / k.weight) }));
+      drawn.sort((a, b) => b.score - a.score);
+      for (const d of drawn) out.push(d.k);
+    }
+    return out;
+  }
+
+  /** A provider answer about a key: dead keys leave the pool, limited ones cool down. */
+  async markFailure(key: PooledKey, type: ProviderErrorType, retryAfterMs: number | undefined, reason: string) {
+    if (type === 'invalid_key') {
+      key.healthy = false;
+      await this.dataSource
+        .query(
+          `UPDATE api_keys SET health = 'unhealthy', health_reason = $2, health_changed_at = now() WHERE id = $1 AND health = 'healthy'`,
+          [key.id, reason.slice(0, 300)],
+        )
+        .catch((error: Error) => this.logger.error(`Could not mark key ${key.id} unhealthy: ${error.message}`));
+      await this.alerts.raise({
+        kind: 'key.invalid',
+        severity: 'critical',
+        keyId: key.id,
+        message: `The ${key.provider} key ${key.hint} was refused as invalid; it is no longer used until it verifies again.`,
+        details: { reason: reason.slice(0, 300) },
+      });
+      return;
+    }
+    const cooldown = retryAfterMs ?? COOLDOWN_MS[type];
+    if (!cooldown) return;
+    key.cooldownUntil = Math.max(key.cooldownUntil, Date.now() + cooldown);
+    void this.dataSource
+      .query(`UPDATE api_keys SET cooldown_until = $2 WHERE id = $1`, [key.id, new Date(key.cooldownUntil)])
+      .catch(() => undefined);
+    if (type === 'out_of_credit') {
+      await this.alerts.raise({
+        kind: 'key.out-of-credit',
+        severity: 'warning',
+        keyId: key.id,
+        message: `The ${key.provider} key ${key.hint} is out of credit; it rests for ${Math.round(cooldown / 60_000)} min.`,
+      });
+    }
+  }
+
+  private applyWritten(written: Map<string, PendingUsage>): void {
+    for (const entry of this.loaded.values()) {
+      void entry.keys.then((keys) => {
+        for (const key of keys) {
+          const w = written.get(key.id);
+          if (!w || !key.unit) continue;
+          key.counted += key.unit === 'tokens' ? w.tokens : key.unit === 'requests' ? w.requests : w.usd;
+        }
+      });
+    }
+  }
+
+  private async load(provider: string): Promise<PooledKey[]> {
+    const rows = await this.dataSource.query<
+      {
+        id: string;
+        provider: string;
+        secret_hint: string;
+        secret_ciphertext: Buffer;
+        secret_version: number;
+        organization_id: string | null;
+        priority: number;
+        weight: number;
+        expires_at: Date | null;
+        usage_limit: string | null;
+        usage_unit: UsageUnit | null;
+        usage_period: UsagePeriod | null;
+        usage_current: string;
+        reset_at: Date | null;
+        cooldown_until: Date | null;
+        health: string;
+      }[]
+    >(
+      `SELECT id, provider, secret_hint, secret_ciphertext, secret_version, organization_id, priority, weight,
+              expires_at, usage_limit, usage_unit, usage_period, usage_current, reset_at, cooldown_until, health
+         FROM api_keys
+        WHERE provider = $1 AND active AND secret_ciphertext IS NOT NULL`,
+      [provider],
+    );
+    const now = Date.now();
+    return rows.map((r) => ({
+      id: r.id,
+      provider: r.provider,
+      hint: r.secret_hint,
+      secret: this.secrets.open(r.secret_ciphertext, secretAad(r, r.secret_version)).toString('utf8'),
+      organizationId: r.organization_id ?? undefined,
+      priority: r.priority,
+      weight: r.weight,
+      expiresAt: r.expires_at ? r.expires_at.getTime() : null,
+      limit: r.usage_limit === null ? null : Number(r.usage_limit),
+      unit: r.usage_unit,
+      period: r.usage_period,
+      // A period that ended is counted from zero even before the reset job has run.
+      counted: r.reset_at && r.reset_at.getTime() <= now ? 0 : Number(r.usage_current),
+      inFlight: 0,
+      cooldownUntil: r.cooldown_until ? r.cooldown_until.getTime() : 0,
+      healthy: r.health === 'healthy',
+    }));
+  }
+
+  private async listen(): Promise<void> {
+    const url = (this.dataSource.options as { url?: string }).url;
+    if (!url || this.closing) return;
+    const client = new Client({ connectionString: url });
+    client.on('error', (error) => {
+      this.logger.warn(`Key change listener lost its connection (${error.message}); reconnecting`);
+      this.invalidate();
+      setTimeout(() => void this.listen(), 1000).unref();
+    });
+    client.on('notification', () => this.invalidate());
+    try {
+      await client.connect();
+      await client.query('LISTEN keyward_keys');
+      this.listener = client;
+    } catch (error) {
+      this.logger.warn(`Key change listener could not connect: ${(error as Error).message}`);
+      await client.end().catch(() => undefined);
+    }
+  }
+}

@@ -1,0 +1,34 @@
+import { IsIn, IsISO8601, IsOptional, IsString, IsUUID, MaxLength } from 'class-validator';
+
+export const REPORT_GROUPS = ['key', 'provider', 'model', 'day'] as const;
+export type ReportGroup = (typeof REPORT_GROUPS)[number];
+
+const DATE_MESSAGE = (field: string) =>
+  `${field} must be a date such as 2026-01-31 or an ISO 8601 date-time such as 2026-01-31T12:00:00Z`;
+
+/**
+ * `GET /api/admin/usage`: a usage report across keys, read from the rollups. A bare date in `to`
+ * includes that whole day; a date-time is exclusive. Without `from` and `to`, the last 30 days.
+ */
+export class UsageReportQuery {
+  @IsOptional()
+  @IsISO8601({ strict: true }, { message: DATE_MESSAGE('from') })
+  from?: string;
+
+  @IsOptional()
+  @IsISO8601({ strict: true }, { message: DATE_MESSAGE('to') })
+  to?: string;
+
+  @IsOptional()
+  @IsString()
+  @MaxLength(64, { message: 'provider must be at most 64 characters' })
+  provider?: string;
+
+  @IsOptional()
+  @IsUUID('4', { message: 'keyId must be a UUID' })
+  keyId?: string;
+
+  @IsOptional()
+  @IsIn(REPORT_GROUPS, { message: `groupBy must be one of ${REPORT_GROUPS.join(', ')}` })
+  groupBy: ReportGroup = 'key';
+}
