@@ -11,6 +11,8 @@ export const TEST_ENV = {
   serverUrl: 'KEYWARD_TEST_SERVER_URL',
   template: 'KEYWARD_TEST_TEMPLATE',
   runId: 'KEYWARD_TEST_RUN_ID',
+  /** Empty when no Redis was reachable at the start of the run. */
+  redisUrl: 'KEYWARD_TEST_REDIS',
 } as const;
 
 export function databaseUrl(serverUrl: string, database: string): string {
