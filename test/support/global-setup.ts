@@ -57,6 +57,6 @@ async function findRedis(): Promise<string> {
   });
   if (reachable) return url;
   if (process.env.CI) throw new Error(`CI needs Redis at ${url}: redis-server --daemonize yes --port 6379 --save ""`);
-  console.warn(`\nNo Redis at ${url}: the Redis rate-limiter tests are skipped (start one to run them).\n`);
+  process.stderr.write(`\nNo Redis at ${url}: the Redis rate-limiter tests are skipped (start one to run them).\n`);
   return '';
 }
