@@ -6,7 +6,9 @@ import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import session from 'express-session';
 import helmet from 'helmet';
 import { Logger } from 'nestjs-pino';
+import type { IncomingMessage, Server as HttpServer, ServerResponse } from 'node:http';
 import * as path from 'node:path';
+import proxyAddr from 'proxy-addr';
 import type { Pool } from 'pg';
 import { DataSource } from 'typeorm';
 import { GatewayService } from './gateway/gateway.service';
@@ -35,8 +37,17 @@ export async function configureApp(app: NestExpressApplication, runtime: Keyward
   app.useLogger(app.get(Logger));
   app.set('trust proxy', config.trustProxy);
   app.disable('x-powered-by');
-  // First in line: gateway traffic skips everything the console and admin API need.
-  app.use(app.get(GatewayService).middleware());
+  // First in line, ahead of Express itself: gateway traffic skips everything the console and the
+  // admin API need (router, helmet, sessions, body parsers, Nest's pipeline).
+  const gateway = app.get(GatewayService);
+  const trust = app.getHttpAdapter().getInstance().get('trust proxy fn') as Parameters<typeof proxyAddr>[1];
+  gateway.clientAddress = (req) => proxyAddr(req as Request, trust);
+  const server = app.getHttpServer() as HttpServer;
+  const [express] = server.listeners('request') as ((req: IncomingMessage, res: ServerResponse) => void)[];
+  server.removeAllListeners('request');
+  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    if (!gateway.handleRequest(req, res)) express(req, res);
+  });
 
   app.use(
     helmet({

@@ -1,12 +1,10 @@
 import { Inject, Injectable, Logger, OnModuleDestroy } from '@nestjs/common';
-import type { NextFunction, Request, RequestHandler, Response } from 'express';
-import { once } from 'node:events';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { type Dispatcher, errors as undiciErrors } from 'undici';
 import { type GatewayPrincipal, AccessTokensService } from '../access-tokens/access-tokens.service';
 import { RATE_LIMITER } from '../access-tokens/access-tokens.constants';
 import type { RateLimiter } from '../access-tokens/rate-limiter';
-import { clientIp } from '../common/http';
 import { problemType } from '../common/problem';
 import { KEYWARD_CONFIG } from '../config/config.constants';
 import type { KeywardConfig } from '../config/config';
@@ -32,12 +30,13 @@ const FAILOVER_ON = new Set<ProviderErrorType>([
   'timeout',
 ]);
 const MAX_ERROR_BODY = 256 * 1024;
+const USAGE_OBJECT = /"usage"\s*:\s*\{/;
 const MAX_USAGE_BODY = 8 * 1024 * 1024;
 
 /** One client request on its way through the gateway. */
 interface Call {
-  req: Request;
-  res: Response;
+  req: IncomingMessage;
+  res: ServerResponse;
   principal: GatewayPrincipal;
   plugin: ProviderPlugin;
   provider: string;
@@ -92,25 +91,32 @@ export class GatewayService implements OnModuleDestroy {
     await this.upstream.close();
   }
 
-  middleware(): RequestHandler {
-    return (req: Request, res: Response, next: NextFunction) => {
-      const url = req.url;
-      if (url.startsWith('/proxy/')) return void this.handle(req, res, () => this.proxyCall(req, res));
-      if (url === '/v1/chat/completions' || url.startsWith('/v1/chat/completions?')) {
-        return void this.handle(req, res, () => this.compatibleCall(req, res));
-      }
-      if (url === '/v1/models' || url.startsWith('/v1/models?'))
-        return void this.handle(req, res, () => this.models(req, res));
-      next();
-    };
+  /** Resolves the client address the way Express does with `trust proxy` (set by app.setup.ts). */
+  clientAddress: (req: IncomingMessage) => string = (req) => req.socket.remoteAddress ?? '';
+
+  /**
+   * Takes the request when it is gateway traffic (true), else leaves it to Express (false).
+   * app.setup.ts puts this in front of Express on the HTTP server's `request` event: the gateway
+   * pays for neither Express's router nor any middleware.
+   */
+  handleRequest(req: IncomingMessage, res: ServerResponse): boolean {
+    const url = req.url ?? '';
+    let work: (() => Promise<void>) | undefined;
+    if (url.startsWith('/proxy/')) work = () => this.proxyCall(req, res);
+    else if (url === '/v1/chat/completions' || url.startsWith('/v1/chat/completions?')) {
+      work = () => this.compatibleCall(req, res);
+    } else if (url === '/v1/models' || url.startsWith('/v1/models?')) work = () => this.models(req, res);
+    if (!work) return false;
+    void this.handle(req, res, work);
+    return true;
   }
 
-  private async handle(req: Request, res: Response, work: () => Promise<void>): Promise<void> {
+  private async handle(req: IncomingMessage, res: ServerResponse, work: () => Promise<void>): Promise<void> {
     try {
       await work();
     } catch (error) {
       if (error instanceof GatewayProblem) return this.sendProblem(req, res, error);
-      this.logger.error(`Gateway error on ${req.method} ${req.path}: ${(error as Error).message}`);
+      this.logger.error(`Gateway error on ${req.method} ${(req.url ?? '').split('?')[0]}: ${(error as Error).message}`);
       if (!res.headersSent) {
         this.sendProblem(
           req,
@@ -125,8 +131,8 @@ export class GatewayService implements OnModuleDestroy {
 
   // ---- entry points -----------------------------------------------------------------------------
 
-  private async proxyCall(req: Request, res: Response): Promise<void> {
-    const match = /^\/proxy\/([a-z][a-z0-9-]*)(\/[^?]*)?(\?.*)?$/.exec(req.url);
+  private async proxyCall(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const match = /^\/proxy\/([a-z][a-z0-9-]*)(\/[^?]*)?(\?.*)?$/.exec(req.url ?? '');
     if (!match) throw new GatewayProblem(404, 'not-found', 'Not found', 'Use /proxy/<provider>/<path>.');
     const [, provider, path = '/', query = ''] = match;
     const principal = await this.admit(req);
@@ -166,7 +172,7 @@ export class GatewayService implements OnModuleDestroy {
           provider,
           upstreamPath: path + query,
           endpoint,
-          method: req.method,
+          method: req.method ?? 'GET',
           body,
           model,
           stream: json?.stream === true,
@@ -176,7 +182,7 @@ export class GatewayService implements OnModuleDestroy {
     );
   }
 
-  private async compatibleCall(req: Request, res: Response): Promise<void> {
+  private async compatibleCall(req: IncomingMessage, res: ServerResponse): Promise<void> {
     if (req.method !== 'POST') throw new GatewayProblem(405, 'method-not-allowed', 'Method not allowed', 'Use POST.');
     const principal = await this.admit(req);
     const { json } = await this.readBody(req);
@@ -229,7 +235,7 @@ export class GatewayService implements OnModuleDestroy {
     );
   }
 
-  private async models(req: Request, res: Response): Promise<void> {
+  private async models(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const principal = await this.admit(req);
     const data = [];
     for (const { manifest, plugin } of this.registry.loaded()) {
@@ -240,12 +246,17 @@ export class GatewayService implements OnModuleDestroy {
         }
       }
     }
-    res.status(200).json({ object: 'list', data });
+    const json = JSON.stringify({ object: 'list', data });
+    res.writeHead(200, {
+      'content-type': 'application/json; charset=utf-8',
+      'content-length': Buffer.byteLength(json),
+    });
+    res.end(json);
   }
 
   // ---- admission ---------------------------------------------------------------------------------
 
-  private async admit(req: Request): Promise<GatewayPrincipal> {
+  private async admit(req: IncomingMessage): Promise<GatewayPrincipal> {
     const raw = this.credentialOf(req);
     const principal = raw ? await this.tokens.resolve(raw) : null;
     if (!principal) {
@@ -259,7 +270,7 @@ export class GatewayService implements OnModuleDestroy {
         { 'www-authenticate': 'Bearer realm="keyward"' },
       );
     }
-    const ip = clientIp(req) ?? '';
+    const ip = this.clientAddress(req);
     if (!this.tokens.ipAllowed(principal, ip)) {
       throw new GatewayProblem(
         403,
@@ -284,7 +295,7 @@ export class GatewayService implements OnModuleDestroy {
     return principal;
   }
 
-  private credentialOf(req: Request): string | undefined {
+  private credentialOf(req: IncomingMessage): string | undefined {
     const authorization = req.headers.authorization;
     if (authorization && /^bearer\s+kw_/i.test(authorization)) return authorization.replace(/^bearer\s+/i, '').trim();
     const apiKey = req.headers['x-api-key'];
@@ -304,25 +315,10 @@ export class GatewayService implements OnModuleDestroy {
   }
 
   private async readBody(
-    req: Request,
+    req: IncomingMessage,
   ): Promise<{ body: Buffer | undefined; json: Record<string, unknown> | undefined }> {
     if (req.method === 'GET' || req.method === 'HEAD') return { body: undefined, json: undefined };
-    const limit = this.bodyLimitBytes();
-    const chunks: Buffer[] = [];
-    let size = 0;
-    for await (const chunk of req as AsyncIterable<Buffer>) {
-      size += chunk.length;
-      if (size > limit) {
-        throw new GatewayProblem(
-          413,
-          'payload-too-large',
-          'Request body too large',
-          `The limit is ${this.config.bodyLimit}.`,
-        );
-      }
-      chunks.push(chunk);
-    }
-    const body = Buffer.concat(chunks);
+    const body = await this.collect(req, this.bodyLimitBytes());
     const type = req.headers['content-type'] ?? '';
     if (body.length === 0 || !/json/i.test(type)) return { body, json: undefined };
     try {
@@ -337,6 +333,33 @@ export class GatewayService implements OnModuleDestroy {
     } catch {
       throw new GatewayProblem(400, 'invalid-json', 'Invalid JSON', 'The request body is not valid JSON.');
     }
+  }
+
+  /** The request body, read with plain events (an async iterator costs more per request). */
+  private collect(req: IncomingMessage, limit: number): Promise<Buffer> {
+    return new Promise((resolve, reject) => {
+      const chunks: Buffer[] = [];
+      let size = 0;
+      let tooLarge = false;
+      req.on('data', (chunk: Buffer) => {
+        size += chunk.length;
+        if (size > limit) tooLarge = true;
+        else chunks.push(chunk);
+      });
+      req.on('end', () => {
+        if (tooLarge) {
+          reject(
+            new GatewayProblem(
+              413,
+              'payload-too-large',
+              'Request body too large',
+              `The limit is ${this.config.bodyLimit}.`,
+            ),
+          );
+        } else resolve(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size));
+      });
+      req.on('error', reject);
+    });
   }
 
   private bodyLimitBytes(): number {
@@ -530,46 +553,56 @@ export class GatewayService implements OnModuleDestroy {
     const { res } = call;
     const contentType = String(response.headers['content-type'] ?? '');
     const isSse = contentType.includes('text/event-stream');
-    for (const [name, value] of Object.entries(response.headers)) {
+    const filter = isSse ? call.dropEvent : undefined;
+    const headers: Record<string, string | string[]> = { 'x-keyward-attempts': String(attempt) };
+    for (const name in response.headers) {
+      const value = response.headers[name];
       if (value === undefined || DROPPED_RESPONSE_HEADERS.has(name)) continue;
-      if (name === 'content-length' && isSse && call.dropEvent) continue;
-      res.setHeader(name, value);
+      if (name === 'content-length' && filter) continue;
+      headers[name] = value;
     }
-    res.setHeader('x-keyward-attempts', String(attempt));
+    res.writeHead(response.statusCode, headers);
 
     const tap = isSse ? call.plugin.createStreamTap() : undefined;
     const collected: Buffer[] = [];
     let collectedBytes = 0;
     let pendingSse = '';
-    let aborted = false;
-    try {
-      res.status(response.statusCode);
-      for await (const chunk of response.body as AsyncIterable<Buffer>) {
+    const body = response.body;
+    // Plain stream events rather than `for await`: the iterator's promise per chunk shows in
+    // profiles of the gateway under load.
+    const aborted = await new Promise<boolean>((resolve) => {
+      body.on('data', (chunk: Buffer) => {
         if (tap) tap.push(chunk);
         else if (collectedBytes + chunk.length <= MAX_USAGE_BODY) {
           collected.push(chunk);
           collectedBytes += chunk.length;
         }
         let out: Buffer | string = chunk;
-        if (isSse && call.dropEvent) {
+        if (filter) {
           // Only whole events can be judged; the rest waits for the next chunk.
           pendingSse += chunk.toString('utf8');
           const cut = pendingSse.lastIndexOf('\n\n');
-          if (cut < 0) continue;
+          if (cut < 0) return;
           const complete = pendingSse.slice(0, cut + 2);
           pendingSse = pendingSse.slice(cut + 2);
-          out = this.withoutEvents(complete, call.dropEvent);
-          if (out.length === 0) continue;
+          out = this.withoutEvents(complete, filter);
+          if (out.length === 0) return;
         }
-        if (!res.write(out)) await once(res, 'drain');
-      }
-      if (pendingSse) res.write(this.withoutEvents(pendingSse, call.dropEvent!));
-      res.end();
-    } catch (error) {
-      aborted = true;
-      if (!res.destroyed) res.destroy(error as Error);
-      if (!response.body.destroyed) response.body.destroy();
-    }
+        if (!res.write(out)) {
+          body.pause();
+          res.once('drain', () => body.resume());
+        }
+      });
+      body.once('end', () => {
+        if (pendingSse) res.write(this.withoutEvents(pendingSse, filter!));
+        res.end();
+        resolve(false);
+      });
+      body.once('error', (error) => {
+        if (!res.destroyed) res.destroy(error);
+        resolve(true);
+      });
+    });
 
     let usage: UsageCount | undefined;
     if (tap) usage = tap.result();
@@ -591,6 +624,8 @@ export class GatewayService implements OnModuleDestroy {
   }
 
   private withoutEvents(block: string, drop: (data: string) => boolean): string {
+    // The only event ever dropped carries a usage object; most blocks have none and pass as they are.
+    if (!USAGE_OBJECT.test(block)) return block;
     return block
       .split(/\n\n/)
       .filter((event) => {
@@ -633,17 +668,20 @@ export class GatewayService implements OnModuleDestroy {
   }
 
   private passThrough(
-    res: Response,
+    res: ServerResponse,
     failure: { status: number; headers: Record<string, string | string[] | undefined>; body: Buffer },
     attempts: number,
   ): void {
     if (res.headersSent) return void res.end();
-    res.status(failure.status);
+    const headers: Record<string, string | string[]> = {
+      'x-keyward-attempts': String(attempts),
+      'content-length': String(failure.body.length),
+    };
     for (const [name, value] of Object.entries(failure.headers)) {
       if (value === undefined || DROPPED_RESPONSE_HEADERS.has(name) || name === 'content-length') continue;
-      res.setHeader(name, value);
+      headers[name] = value;
     }
-    res.setHeader('x-keyward-attempts', String(attempts));
+    res.writeHead(failure.status, headers);
     res.end(failure.body);
   }
 
@@ -756,20 +794,23 @@ export class GatewayService implements OnModuleDestroy {
     return Buffer.concat(chunks).subarray(0, limit);
   }
 
-  private sendProblem(req: Request, res: Response, problem: GatewayProblem): void {
+  private sendProblem(req: IncomingMessage, res: ServerResponse, problem: GatewayProblem): void {
     if (res.headersSent) return void res.end();
-    for (const [name, value] of Object.entries(problem.headers)) res.setHeader(name, value);
-    res
-      .status(problem.status)
-      .type('application/problem+json')
-      .send(
-        JSON.stringify({
-          type: problemType(problem.slug),
-          title: problem.title,
-          status: problem.status,
-          detail: problem.detail,
-          instance: req.originalUrl.split('?')[0],
-        }),
-      );
+    const body = JSON.stringify({
+      type: problemType(problem.slug),
+      title: problem.title,
+      status: problem.status,
+      detail: problem.detail,
+      instance: (req.url ?? '').split('?')[0],
+    });
+    res.writeHead(problem.status, {
+      ...problem.headers,
+      'content-type': 'application/problem+json; charset=utf-8',
+      'content-length': Buffer.byteLength(body),
+      'cache-control': 'no-store',
+    });
+    res.end(body);
+    // An unread request body would stall a keep-alive connection: drain what is left.
+    if (!req.complete) req.resume();
   }
 }
