@@ -160,6 +160,11 @@ describe('Gateway: proxy, failover, limits and usage', () => {
       [true, 19],
       [true, 19],
     ]);
+    const prices = await request(t.http).get('/api/admin/providers/anthropic/pricing').set(auth()).expect(200);
+    const price = prices.body.prices.find((p: { model: string }) => p.model === 'claude-haiku-4-5');
+    const usage = await request(t.http).get(`/api/admin/api-keys/${key.id}/usage`).set(auth()).expect(200);
+    expect(usage.body.history.daily.at(-1)).toMatchObject({ requests: 2, inputTokens: 24, outputTokens: 14 });
+    expect(usage.body.history.daily.at(-1).cost).toBeCloseTo((2 * (12 * price.input + 7 * price.output)) / 1e6, 9);
   });
 
   it.each([
