@@ -471,7 +471,11 @@ export class GatewayService implements OnModuleDestroy {
       }
     };
     const abort = new AbortController();
-    const onClose = () => abort.abort();
+    // Only a client that leaves before its answer is complete cancels the upstream call; the
+    // normal close after a finished answer must not (it would build an AbortError every time).
+    const onClose = () => {
+      if (!call.res.writableFinished) abort.abort();
+    };
     call.res.once('close', onClose);
 
     let response: Dispatcher.ResponseData;
@@ -487,10 +491,19 @@ export class GatewayService implements OnModuleDestroy {
       });
     } catch (error) {
       call.res.off('close', onClose);
-      const type: ProviderErrorType =
-        error instanceof undiciErrors.HeadersTimeoutError || (error as Error).name === 'AbortError'
-          ? 'timeout'
-          : 'provider_error';
+      if (abort.signal.aborted) {
+        // The client left: nothing is wrong with the key, and nobody is waiting for another try.
+        this.record(
+          call,
+          key,
+          attempt,
+          started,
+          { success: false, errorType: 'client_aborted', status: null },
+          release,
+        );
+        return { done: true };
+      }
+      const type: ProviderErrorType = error instanceof undiciErrors.HeadersTimeoutError ? 'timeout' : 'provider_error';
       this.record(call, key, attempt, started, { success: false, errorType: type, status: null }, release);
       await this.pool.markFailure(key, type, undefined, (error as Error).message);
       return { done: false, type };

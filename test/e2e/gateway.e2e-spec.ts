@@ -200,6 +200,27 @@ describe('Gateway: proxy, failover, limits and usage', () => {
     expect(again.headers.get('x-keyward-attempts')).toBe('1');
   });
 
+  it('does not hold a client that leaves before the answer against the key', async () => {
+    await clearKeys('openai');
+    const slow = openai.generateKey({ kind: 'slow', delayMs: 300 });
+    const key = await addKey({ provider: 'openai', name: 'slow', key: slow });
+    const token = await accessToken();
+    await fetch(`${base}/proxy/openai/v1/chat/completions`, {
+      method: 'POST',
+      signal: AbortSignal.timeout(50),
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'gpt-5', messages: [{ role: 'user', content: 'hi' }] }),
+    }).catch(() => undefined);
+    // The provider answers the abandoned call after 300 ms; by then nothing may have marked the key.
+    await new Promise((r) => setTimeout(r, 400));
+    const [row] = await t.dataSource.query(`SELECT health, cooldown_until FROM api_keys WHERE id = $1`, [key.id]);
+    expect(row).toEqual({ health: 'healthy', cooldown_until: null });
+    expect((await chat(token)).status).toBe(200);
+    await t.app.get(UsageRecorder).flush();
+    const errors = (await events([key.id])).map((e) => e.error_type);
+    expect(errors).toContain('client_aborted');
+  });
+
   it('answers 503 problem+json naming why when no key can serve, and passes the provider error through', async () => {
     await clearKeys('groq');
     const token = await accessToken();
