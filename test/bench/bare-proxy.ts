@@ -1,0 +1,79 @@
+import { createServer, type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { pipeline } from 'node:stream/promises';
+import { type Dispatcher, Pool } from 'undici';
+
+/**
+ * The yardstick of `npm run bench -- gateway`: the least a Node pass-through proxy has to do.
+ * It forwards method, path, headers and body to BENCH_UPSTREAM (an origin) over a keep-alive
+ * undici Pool (the same settings as Keyward's), puts BENCH_UPSTREAM_KEY in the Authorization
+ * header instead of the client's, and pipes status, headers and body back. No access-token
+ * check, no key selection, no usage accounting, no framework. Prints `{"url": …}` on stdout and
+ * stops when its stdin closes.
+ */
+
+const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'transfer-encoding',
+  'te',
+  'trailer',
+  'upgrade',
+  'host',
+]);
+
+function forwardable(headers: IncomingHttpHeaders | Dispatcher.ResponseData['headers']): OutgoingHttpHeaders {
+  const out: OutgoingHttpHeaders = {};
+  for (const [name, value] of Object.entries(headers)) {
+    if (value !== undefined && !HOP_BY_HOP.has(name)) out[name] = value;
+  }
+  return out;
+}
+
+async function main(): Promise<void> {
+  const upstream = process.env.BENCH_UPSTREAM;
+  const key = process.env.BENCH_UPSTREAM_KEY;
+  if (!upstream || !key) throw new Error('BENCH_UPSTREAM and BENCH_UPSTREAM_KEY are required');
+  const pool = new Pool(upstream, { connections: 256, pipelining: 1, keepAliveTimeout: 30_000 });
+
+  const server = createServer({ noDelay: true, keepAliveTimeout: 30_000 }, (req, res) => {
+    const headers = forwardable(req.headers) as Record<string, string | string[]>;
+    headers.authorization = `Bearer ${key}`;
+    const hasBody = req.method !== 'GET' && req.method !== 'HEAD';
+    pool
+      .request({
+        method: req.method as Dispatcher.HttpMethod,
+        path: req.url ?? '/',
+        headers,
+        body: hasBody ? req : undefined,
+      })
+      .then(async (upstreamRes) => {
+        res.writeHead(upstreamRes.statusCode, forwardable(upstreamRes.headers));
+        await pipeline(upstreamRes.body, res);
+      })
+      .catch(() => {
+        if (!res.headersSent) res.writeHead(502).end();
+        else res.destroy();
+      });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+
+  const stop = () => {
+    server.closeAllConnections();
+    server.close();
+    void pool.destroy().finally(() => process.exit(0));
+  };
+  process.stdin.on('end', stop);
+  process.stdin.on('error', stop);
+  process.stdin.resume();
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+  process.stdout.write(`${JSON.stringify({ url: `http://127.0.0.1:${port}`, pid: process.pid })}\n`);
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(`bare-proxy: ${error instanceof Error ? error.stack : String(error)}\n`);
+  process.exit(1);
+});
