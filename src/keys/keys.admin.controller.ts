@@ -303,18 +303,7 @@ export class KeysAdminController {
       // The schedule shows in the rotation section, the rest in the summary: both come along.
       await this.section(req, res, updated, 'editor', { editNote: 'Saved.', oobSummary: true, oobRotation: true });
     } catch (error) {
-      if (error instanceof ValidationProblem) {
-        res.locals.auditReason = error.problem.detail;
-        return this.section(
-          req,
-          res,
-          key,
-          'editor',
-          { edit, editErrors: ValidationProblem.byField(error.errors) },
-          400,
-        );
-      }
-      await this.failed(req, res, error, id, 'editor', 'editError');
+      await this.failed(req, res, error, id, 'editor', 'editError', { edit }, { key, errorsName: 'editErrors' });
     }
   }
 
@@ -361,18 +350,16 @@ export class KeysAdminController {
       }
       await this.section(req, res, updated, 'limits', { limitsNote: message, oobSummary: true });
     } catch (error) {
-      if (error instanceof ValidationProblem) {
-        res.locals.auditReason = error.problem.detail;
-        return this.section(
-          req,
-          res,
-          key,
-          'limits',
-          { limitForm, limitErrors: ValidationProblem.byField(error.errors) },
-          400,
-        );
-      }
-      await this.failed(req, res, error, id, 'limits', 'limitsError');
+      await this.failed(
+        req,
+        res,
+        error,
+        id,
+        'limits',
+        'limitsError',
+        { limitForm },
+        { key, errorsName: 'limitErrors' },
+      );
     }
   }
 
@@ -476,18 +463,16 @@ export class KeysAdminController {
         oobValidation: true,
       });
     } catch (error) {
-      if (error instanceof ValidationProblem) {
-        res.locals.auditReason = error.problem.detail;
-        return this.section(
-          req,
-          res,
-          key,
-          'rotation',
-          { rotateForm, rotateErrors: ValidationProblem.byField(error.errors) },
-          400,
-        );
-      }
-      await this.failed(req, res, error, id, 'rotation', 'rotateError', { rotateForm });
+      await this.failed(
+        req,
+        res,
+        error,
+        id,
+        'rotation',
+        'rotateError',
+        { rotateForm },
+        { key, errorsName: 'rotateErrors' },
+      );
     }
   }
 
@@ -704,6 +689,10 @@ export class KeysAdminController {
   }
 
   /** A service refusal (409 revoked, 422 needs a key, 502 provider…): inline, never a stack trace. */
+  /**
+   * A change of one section failed: field errors go back beside the fields (400, with what was
+   * entered, given as `form`); other problems are shown in the section (htmx) or flashed.
+   */
   private async failed(
     req: Request,
     res: Response,
@@ -712,7 +701,13 @@ export class KeysAdminController {
     section: Section,
     errorName: string,
     extra: Record<string, unknown> = {},
+    form?: { key: ApiKey; errorsName: string },
   ) {
+    if (form && error instanceof ValidationProblem) {
+      res.locals.auditReason = error.problem.detail;
+      const errors = { [form.errorsName]: ValidationProblem.byField(error.errors) };
+      return this.section(req, res, form.key, section, { ...extra, ...errors }, 400);
+    }
     if (!(error instanceof ProblemException) || error.problem.status === 404) throw error;
     this.markFailed(res, error);
     if (!isHtmx(req)) return this.flashAndGo(req, res, error, `/admin/keys/${id}`);

@@ -1,21 +1,19 @@
-import { Transform, Type } from 'class-transformer';
+import { Transform } from 'class-transformer';
 import {
   ArrayMaxSize,
   ArrayMinSize,
   IsArray,
-  IsInt,
   IsISO8601,
   IsOptional,
   IsString,
   Matches,
-  Max,
   MaxLength,
-  Min,
   MinLength,
   registerDecorator,
   type ValidationOptions,
 } from 'class-validator';
 import { normalizeIpRule } from '../ip-rules';
+import { IsWholeNumber } from '../../common/validators';
 
 const IP_RULE_MESSAGE =
   'each allowedIps entry must be an IPv4 or IPv6 address or a CIDR range such as 10.0.0.0/8 or 2001:db8::/32';
@@ -71,10 +69,7 @@ export class CreateAccessTokenDto {
   expiresAt?: string;
 
   @IsOptional()
-  @Type(() => Number)
-  @IsInt({ message: 'rateLimitPerMinute must be a whole number from 1 to 1000000' })
-  @Min(1, { message: 'rateLimitPerMinute must be a whole number from 1 to 1000000' })
-  @Max(1_000_000, { message: 'rateLimitPerMinute must be a whole number from 1 to 1000000' })
+  @IsWholeNumber('rateLimitPerMinute', 1, 1_000_000)
   rateLimitPerMinute?: number;
 
   @IsOptional()

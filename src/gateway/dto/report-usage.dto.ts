@@ -12,6 +12,7 @@ import {
   MaxLength,
   Min,
 } from 'class-validator';
+import { IsWholeNumber } from '../../common/validators';
 
 const MAX_TOKENS = 100_000_000;
 
@@ -30,16 +31,10 @@ export class ReportUsageDto {
   @MaxLength(200)
   model?: string;
 
-  @Type(() => Number)
-  @IsInt({ message: `inputTokens must be a whole number from 0 to ${MAX_TOKENS}` })
-  @Min(0, { message: `inputTokens must be a whole number from 0 to ${MAX_TOKENS}` })
-  @Max(MAX_TOKENS, { message: `inputTokens must be a whole number from 0 to ${MAX_TOKENS}` })
+  @IsWholeNumber('inputTokens', 0, MAX_TOKENS)
   inputTokens!: number;
 
-  @Type(() => Number)
-  @IsInt({ message: `outputTokens must be a whole number from 0 to ${MAX_TOKENS}` })
-  @Min(0, { message: `outputTokens must be a whole number from 0 to ${MAX_TOKENS}` })
-  @Max(MAX_TOKENS, { message: `outputTokens must be a whole number from 0 to ${MAX_TOKENS}` })
+  @IsWholeNumber('outputTokens', 0, MAX_TOKENS)
   outputTokens!: number;
 
   @IsOptional()

@@ -1,17 +1,7 @@
 import { Type } from 'class-transformer';
-import {
-  IsInt,
-  IsISO8601,
-  IsOptional,
-  IsString,
-  Matches,
-  Max,
-  MaxLength,
-  Min,
-  MinLength,
-  ValidateNested,
-} from 'class-validator';
+import { IsISO8601, IsOptional, IsString, Matches, MaxLength, MinLength, ValidateNested } from 'class-validator';
 import { UsageLimitDto } from './usage-limit.dto';
+import { IsWholeNumber } from '../../common/validators';
 
 /**
  * The spec's CreateAPIKeyRequest plus failover order and a budget. Rules that need the provider
@@ -68,17 +58,11 @@ export class CreateApiKeyDto {
   rotationSchedule?: string;
 
   @IsOptional()
-  @Type(() => Number)
-  @IsInt({ message: 'priority must be a whole number from 0 to 1000 (lower is tried first)' })
-  @Min(0, { message: 'priority must be a whole number from 0 to 1000 (lower is tried first)' })
-  @Max(1000, { message: 'priority must be a whole number from 0 to 1000 (lower is tried first)' })
+  @IsWholeNumber('priority', 0, 1000, ' (lower is tried first)')
   priority?: number;
 
   @IsOptional()
-  @Type(() => Number)
-  @IsInt({ message: 'weight must be a whole number from 1 to 1000' })
-  @Min(1, { message: 'weight must be a whole number from 1 to 1000' })
-  @Max(1000, { message: 'weight must be a whole number from 1 to 1000' })
+  @IsWholeNumber('weight', 1, 1000)
   weight?: number;
 
   @IsOptional()

@@ -1,5 +1,5 @@
-import { Type } from 'class-transformer';
-import { IsInt, IsISO8601, IsOptional, IsString, Max, MaxLength, Min, MinLength, ValidateIf } from 'class-validator';
+import { IsISO8601, IsOptional, IsString, MaxLength, MinLength, ValidateIf } from 'class-validator';
+import { IsWholeNumber } from '../../common/validators';
 
 /** PATCH: only the fields sent change; `null` clears an optional one. The secret never changes here. */
 export class UpdateApiKeyDto {
@@ -40,16 +40,10 @@ export class UpdateApiKeyDto {
   rotationSchedule?: string | null;
 
   @IsOptional()
-  @Type(() => Number)
-  @IsInt({ message: 'priority must be a whole number from 0 to 1000 (lower is tried first)' })
-  @Min(0, { message: 'priority must be a whole number from 0 to 1000 (lower is tried first)' })
-  @Max(1000, { message: 'priority must be a whole number from 0 to 1000 (lower is tried first)' })
+  @IsWholeNumber('priority', 0, 1000, ' (lower is tried first)')
   priority?: number;
 
   @IsOptional()
-  @Type(() => Number)
-  @IsInt({ message: 'weight must be a whole number from 1 to 1000' })
-  @Min(1, { message: 'weight must be a whole number from 1 to 1000' })
-  @Max(1000, { message: 'weight must be a whole number from 1 to 1000' })
+  @IsWholeNumber('weight', 1, 1000)
   weight?: number;
 }

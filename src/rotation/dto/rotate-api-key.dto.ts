@@ -1,5 +1,5 @@
-import { Type } from 'class-transformer';
-import { IsInt, IsISO8601, IsOptional, IsString, Max, MaxLength, Min, MinLength, ValidateIf } from 'class-validator';
+import { IsISO8601, IsOptional, IsString, MaxLength, MinLength, ValidateIf } from 'class-validator';
+import { IsWholeNumber } from '../../common/validators';
 
 export const MAX_GRACE_SECONDS = 30 * 24 * 3600;
 
@@ -16,10 +16,7 @@ export class RotateApiKeyDto {
   key?: string;
 
   @IsOptional()
-  @Type(() => Number)
-  @IsInt({ message: `gracePeriodSeconds must be a whole number from 0 to ${MAX_GRACE_SECONDS}` })
-  @Min(0, { message: `gracePeriodSeconds must be a whole number from 0 to ${MAX_GRACE_SECONDS}` })
-  @Max(MAX_GRACE_SECONDS, { message: `gracePeriodSeconds must be a whole number from 0 to ${MAX_GRACE_SECONDS}` })
+  @IsWholeNumber('gracePeriodSeconds', 0, MAX_GRACE_SECONDS)
   gracePeriodSeconds?: number;
 
   /** The provider's id of the new key, when an admin supplies it (for retiring it later). */
