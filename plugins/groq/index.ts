@@ -12,12 +12,11 @@ import {
   limitsFromSnapshot,
   openAiStyleRateLimits,
   openAiStyleUsage,
-  parseJson,
   parseRetryAfter,
   readHeader,
   resolveBaseUrl,
   setHeader,
-  sseUsageTap,
+  usageEventTap,
   verifyWithRequest,
   type ClassifiedError,
   type HeadersLike,
@@ -103,18 +102,8 @@ export function createPlugin(options: GroqPluginOptions = {}): ProviderPlugin {
 
     usageFrom: usageOf,
 
-    createStreamTap() {
-      let usage: UsageCount | undefined;
-      return sseUsageTap(
-        (event) => {
-          if (!event.data.includes('"usage"')) {
-            return;
-          }
-          usage = usageOf(parseJson(event.data)) ?? usage;
-        },
-        () => usage,
-      );
-    },
+    // Groq puts the usage of a stream into `x_groq.usage` of its last chunk; usageOf reads both.
+    createStreamTap: () => usageEventTap(usageOf),
 
     classifyError: classifyGroqError,
     rateLimitsFrom: (headers) => openAiStyleRateLimits(headers),

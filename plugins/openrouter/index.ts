@@ -12,7 +12,6 @@ import {
   errorTypeOfStatus,
   joinUrl,
   openAiStyleUsage,
-  parseJson,
   parseRetryAfter,
   ProviderRequestError,
   readHeader,
@@ -20,7 +19,7 @@ import {
   resolveBaseUrl,
   sendRequest,
   setHeader,
-  sseUsageTap,
+  usageEventTap,
   verifyWithRequest,
   type ClassifiedError,
   type HeadersLike,
@@ -157,19 +156,8 @@ export function createPlugin(options: OpenRouterPluginOptions = {}): ProviderPlu
 
     usageFrom: usageOf,
 
-    createStreamTap() {
-      let usage: UsageCount | undefined;
-      return sseUsageTap(
-        (event) => {
-          // The usage (with cost) arrives in the last message; content chunks are skipped.
-          if (!event.data.includes('"usage"')) {
-            return;
-          }
-          usage = usageOf(parseJson(event.data)) ?? usage;
-        },
-        () => usage,
-      );
-    },
+    // The usage (with cost) arrives in the last message.
+    createStreamTap: () => usageEventTap(usageOf),
 
     classifyError: classifyOpenRouterError,
     rateLimitsFrom: openRouterRateLimits,

@@ -509,6 +509,21 @@ export function sseUsageTap(onEvent: (event: SseEvent) => void, result: () => Us
   };
 }
 
+/**
+ * The tap for providers that report a stream's usage whole in one event (OpenAI-compatible
+ * APIs): events without a `"usage"` key — the bulk of a stream — are never parsed, and the last
+ * usage found wins.
+ */
+export function usageEventTap(usageOf: (json: unknown) => UsageCount | undefined): StreamUsageTap {
+  let usage: UsageCount | undefined;
+  return sseUsageTap(
+    (event) => {
+      if (event.data.includes('"usage"')) usage = usageOf(parseJson(event.data)) ?? usage;
+    },
+    () => usage,
+  );
+}
+
 // ---- HTTP ---------------------------------------------------------------------------------------
 
 const DEFAULT_TIMEOUT_MS = 10_000;
