@@ -1,6 +1,7 @@
 import { Global, Module } from '@nestjs/common';
 import { KeysModule } from '../keys/keys.module';
 import { UsageReportsService } from './usage-reports.service';
+import { UsagePartitions } from './usage-partitions';
 import { UsageRecorder } from './usage-recorder';
 import { UsageAdminController } from './usage.admin.controller';
 import { UsageController } from './usage.controller';
@@ -10,7 +11,7 @@ import { UsageController } from './usage.controller';
 @Module({
   imports: [KeysModule],
   controllers: [UsageController, UsageAdminController],
-  providers: [UsageRecorder, UsageReportsService],
+  providers: [UsageRecorder, UsageReportsService, UsagePartitions],
   exports: [UsageRecorder, UsageReportsService],
 })
 export class UsageModule {}
