@@ -461,7 +461,7 @@ export class GatewayService implements OnModuleDestroy {
       url: new URL(call.upstreamPath, base.origin),
       headers: this.upstreamHeaders(call),
     };
-    call.plugin.authorize(outgoing, key.secret, key.organizationId);
+    call.plugin.authorize(outgoing, this.pool.secretOf(key), key.organizationId);
     key.inFlight++;
     let released = false;
     const release = () => {

@@ -10,12 +10,14 @@ import { KEY_EVENTS, type KeyEvent, secretAad } from '../keys/keys.service';
 import type { ProviderErrorType } from '../plugin-system/provider-plugin';
 import { type PendingUsage, UsageRecorder } from '../usage/usage-recorder';
 
-/** A key as the gateway holds it: decrypted once per load, never written anywhere. */
+/** A key as the gateway holds it; the secret is decrypted on first use, never written anywhere. */
 export interface PooledKey {
   id: string;
   provider: string;
   hint: string;
-  secret: string;
+  /** Envelope and version until the first request needs the secret (see KeyPool.secretOf). */
+  sealed: { envelope: Buffer; version: number } | null;
+  secret: string | null;
   organizationId: string | undefined;
   priority: number;
   weight: number;
@@ -102,6 +104,16 @@ export class KeyPool implements OnModuleInit, OnModuleDestroy {
       if (this.loaded.get(provider) === fresh) this.loaded.delete(provider);
     });
     return keys;
+  }
+
+  /** The plaintext secret, for the provider call about to be made with it. */
+  secretOf(key: PooledKey): string {
+    if (key.secret === null) {
+      const { envelope, version } = key.sealed!;
+      key.secret = this.secrets.open(envelope, secretAad(key, version)).toString('utf8');
+      key.sealed = null;
+    }
+    return key.secret;
   }
 
   /** Why a key cannot serve now, or null when it can. */
@@ -233,7 +245,10 @@ export class KeyPool implements OnModuleInit, OnModuleDestroy {
       id: r.id,
       provider: r.provider,
       hint: r.secret_hint,
-      secret: this.secrets.open(r.secret_ciphertext, secretAad(r, r.secret_version)).toString('utf8'),
+      // Decrypting thousands of keys on every reload would stall the event loop; only the keys
+      // requests actually pick are opened, once per load.
+      sealed: { envelope: r.secret_ciphertext, version: r.secret_version },
+      secret: null,
       organizationId: r.organization_id ?? undefined,
       priority: r.priority,
       weight: r.weight,
