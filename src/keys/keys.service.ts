@@ -229,7 +229,7 @@ export class KeysService {
     }
     const descending = query.sort.startsWith('-');
     const column = SORT_COLUMNS[query.sort.replace(/^-/, '')] ?? 'k.created_at';
-    qb.orderBy(column, descending ? 'DESC' : 'ASC', descending ? 'NULLS LAST' : 'NULLS LAST').addOrderBy('k.id', 'ASC');
+    qb.orderBy(column, descending ? 'DESC' : 'ASC', 'NULLS LAST').addOrderBy('k.id', 'ASC');
     const [keys, total] = await qb
       .offset((query.page - 1) * query.pageSize)
       .limit(query.pageSize)

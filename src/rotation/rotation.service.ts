@@ -2,7 +2,7 @@ import { Inject, Injectable, Logger } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { DataSource } from 'typeorm';
 import type { AppAbility } from '../auth/abilities';
-import { conflict, type FieldError, ProblemException, ValidationProblem } from '../common/problem';
+import { conflict, type FieldError, notFound, ProblemException, ValidationProblem } from '../common/problem';
 import { KEYWARD_CONFIG } from '../config/config.constants';
 import type { KeywardConfig } from '../config/config';
 import { ApiKey } from '../keys/api-key.entity';
@@ -109,7 +109,9 @@ export class RotationService {
         const [locked] = await manager.query<
           { secret_version: number; revoked_at: Date | null; fingerprint: string }[]
         >(`SELECT secret_version, revoked_at, fingerprint FROM api_keys WHERE id = $1 FOR UPDATE`, [key.id]);
-        if (!locked || locked.revoked_at) this.keys.refuseIfRevoked({ ...key, revokedAt: new Date() }, 'rotated');
+        // Revoked or deleted while the provider minted the new key: nothing to rotate any more.
+        if (!locked) throw notFound('API key', key.id);
+        this.keys.refuseIfRevoked({ ...key, revokedAt: locked.revoked_at }, 'rotated');
         if (locked.secret_version !== key.secretVersion) {
           throw conflict('rotation-conflict', 'Rotated meanwhile', 'Another rotation of this key finished first.');
         }
