@@ -3,6 +3,7 @@
  * `anthropic-version`, typed error bodies, RFC 3339 rate-limit resets, cumulative stream usage).
  */
 import {
+  endpointPaths,
   asNumber,
   asRecord,
   asString,
@@ -34,6 +35,7 @@ import {
   type UsageCount,
 } from '../../src/plugin-system/provider-plugin';
 import pricingTable from './pricing.json';
+import { ANTHROPIC_ROUTES } from './routes';
 
 export const PROVIDER_ID = 'anthropic';
 export const DEFAULT_BASE_URL = 'https://api.anthropic.com';
@@ -157,7 +159,9 @@ export function createPlugin(options: AnthropicPluginOptions = {}): ProviderPlug
     id: PROVIDER_ID,
     name: 'Anthropic',
     apiVersion: ANTHROPIC_VERSION,
-    endpoints: ['/v1/messages', '/v1/messages/count_tokens', '/v1/models'],
+    endpoints: endpointPaths(ANTHROPIC_ROUTES),
+    routes: ANTHROPIC_ROUTES,
+    forwardHeaders: ['anthropic-version', 'anthropic-beta'],
     authMethod: 'header',
     requiresOrg: false,
     models: Object.keys(pricingTable),

@@ -3,6 +3,7 @@
  * key-management API, stream usage in `x_groq.usage`, 498 for capacity).
  */
 import {
+  endpointPaths,
   asRecord,
   asString,
   checkFormat,
@@ -26,6 +27,7 @@ import {
   type UsageCount,
 } from '../../src/plugin-system/provider-plugin';
 import pricingTable from './pricing.json';
+import { GROQ_ROUTES } from './routes';
 
 export const PROVIDER_ID = 'groq';
 export const DEFAULT_BASE_URL = 'https://api.groq.com/openai/v1';
@@ -75,7 +77,8 @@ export function createPlugin(options: GroqPluginOptions = {}): ProviderPlugin {
     id: PROVIDER_ID,
     name: 'Groq',
     apiVersion: 'openai/v1',
-    endpoints: ['/chat/completions', '/responses', '/embeddings', '/models', '/audio/transcriptions'],
+    endpoints: endpointPaths(GROQ_ROUTES),
+    routes: GROQ_ROUTES,
     authMethod: 'bearer',
     requiresOrg: false,
     models: Object.keys(pricingTable),

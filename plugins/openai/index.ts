@@ -3,6 +3,7 @@
  * project headers, Go-style rate-limit resets, usage in streams only on request).
  */
 import {
+  endpointPaths,
   asNumber,
   asRecord,
   asString,
@@ -34,6 +35,7 @@ import {
   type UsageCount,
 } from '../../src/plugin-system/provider-plugin';
 import pricingTable from './pricing.json';
+import { OPENAI_ROUTES } from './routes';
 
 export const PROVIDER_ID = 'openai';
 export const DEFAULT_BASE_URL = 'https://api.openai.com/v1';
@@ -101,6 +103,9 @@ function isUsageOnlyChunk(data: string): boolean {
   return isRecord(chunk) && Array.isArray(chunk.choices) && chunk.choices.length === 0 && isRecord(chunk.usage);
 }
 
+/** 401 codes that blame the request's account scoping, not the key. */
+const REQUEST_SCOPED_401 = new Set(['mismatched_organization', 'mismatched_project', 'invalid_organization']);
+
 export function classifyOpenAiError(status: number, headers: HeadersLike, body: unknown): ClassifiedError {
   const error = asRecord(asRecord(body).error);
   const code = asString(error.code);
@@ -109,9 +114,10 @@ export function classifyOpenAiError(status: number, headers: HeadersLike, body: 
   const classified = (errorType: ClassifiedError['type']): ClassifiedError =>
     message === undefined ? { type: errorType } : { type: errorType, message };
 
-  if (status === 401 && code === 'missing_scope') {
+  if (status === 401 && (code === 'missing_scope' || REQUEST_SCOPED_401.has(code ?? ''))) {
     // A restricted key that lacks a permission for this call is alive: deactivating it would
-    // throw away a working key. The request, not the key, is what cannot succeed.
+    // throw away a working key. So is one asked for another organisation or project than its
+    // own: the request, not the key, is what cannot succeed.
     return classified('bad_request');
   }
   if (status === 429 && (code === 'insufficient_quota' || type === 'insufficient_quota')) {
@@ -146,7 +152,9 @@ export function createPlugin(options: OpenAiPluginOptions = {}): ProviderPlugin 
     id: PROVIDER_ID,
     name: 'OpenAI',
     apiVersion: 'v1',
-    endpoints: ['/chat/completions', '/responses', '/completions', '/embeddings', '/models'],
+    endpoints: endpointPaths(OPENAI_ROUTES),
+    routes: OPENAI_ROUTES,
+    forwardHeaders: ['openai-beta'],
     authMethod: 'bearer',
     requiresOrg: false,
     models: Object.keys(pricingTable),

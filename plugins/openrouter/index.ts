@@ -3,6 +3,7 @@
  * provider's own USD cost in every usage, `GET /key` for limits, a key-management API).
  */
 import {
+  endpointPaths,
   asNumber,
   asRecord,
   asString,
@@ -33,6 +34,7 @@ import {
   type VerifyAPIKeyResponse,
 } from '../../src/plugin-system/provider-plugin';
 import pricingTable from './pricing.json';
+import { OPENROUTER_ROUTES } from './routes';
 
 export const PROVIDER_ID = 'openrouter';
 export const DEFAULT_BASE_URL = 'https://openrouter.ai/api/v1';
@@ -97,7 +99,9 @@ export function createPlugin(options: OpenRouterPluginOptions = {}): ProviderPlu
     id: PROVIDER_ID,
     name: 'OpenRouter',
     apiVersion: 'v1',
-    endpoints: ['/chat/completions', '/completions', '/responses', '/embeddings', '/models'],
+    endpoints: endpointPaths(OPENROUTER_ROUTES),
+    routes: OPENROUTER_ROUTES,
+    forwardHeaders: ['http-referer', 'x-title', 'x-openrouter-title'],
     authMethod: 'bearer',
     requiresOrg: false,
     models: Object.keys(pricingTable),

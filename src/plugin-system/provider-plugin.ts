@@ -13,6 +13,8 @@
 import { SseReader, type SseEvent } from './sse';
 
 export type { SseEvent } from './sse';
+import type { ProviderEndpoint } from './endpoints';
+export * from './endpoints';
 
 // ---- the contract -------------------------------------------------------------------------------
 
@@ -22,8 +24,19 @@ export interface ProviderConfig {
   id: string;
   name: string;
   apiVersion: string;
-  /** Paths, relative to `baseUrl`, that the gateway may forward to this provider. */
+  /** Paths, relative to `baseUrl`, that the gateway may forward to this provider (the spec's list). */
   endpoints: string[];
+  /**
+   * Method + path templates the gateway forwards, grouped for token scopes (see endpoints.ts).
+   * Without it the gateway derives routes from `endpoints` (`routesFromPaths`).
+   */
+  routes?: ProviderEndpoint[];
+  /**
+   * Client request headers (lower case) forwarded besides the common ones (`accept`,
+   * `content-type`, `user-agent`, `idempotency-key`, `x-stainless-*`), e.g. `anthropic-version`.
+   * Every other client header is dropped: credentials and account scoping belong to the stored key.
+   */
+  forwardHeaders?: string[];
   authMethod: 'bearer' | 'header' | 'query';
   requiresOrg: boolean;
   models: string[];
