@@ -21,6 +21,8 @@ export interface GatewayPrincipal {
   rateLimitPerMinute: number | null;
   allowedIps: string[] | null;
   expiresAt: Date | null;
+  /** Grants beyond the inference groups: data endpoint groups (`files`, `batches`, …). */
+  scopes?: ReadonlySet<string>;
 }
 
 /** Cache lifetimes and bounds of `resolve`. */

@@ -184,15 +184,37 @@ export class Environment {
 
   @IsOptional()
   @Transform(toInt)
-  @IsInt({ message: 'must be a whole number of milliseconds from 100 to 600000' })
-  @Min(100, { message: 'must be a whole number of milliseconds from 100 to 600000' })
-  @Max(600000, { message: 'must be a whole number of milliseconds from 100 to 600000' })
+  @IsInt({ message: 'must be a whole number of milliseconds from 100 to 3600000' })
+  @Min(100, { message: 'must be a whole number of milliseconds from 100 to 3600000' })
+  @Max(3_600_000, { message: 'must be a whole number of milliseconds from 100 to 3600000' })
   KEYWARD_UPSTREAM_TIMEOUT_MS?: number;
 
   @IsOptional()
   @Transform(toBool)
   @IsBoolean({ message: 'must be true or false' })
   KEYWARD_FEATURE_FAILOVER?: boolean;
+
+  @IsOptional()
+  @Transform(emptyToUndefined)
+  @Matches(/^\d+(b|kb|mb)$/i, { message: 'must be a size such as 32mb' })
+  KEYWARD_GATEWAY_BODY_LIMIT?: string;
+
+  @IsOptional()
+  @Transform(emptyToUndefined)
+  @Matches(/^\d+(b|kb|mb)$/i, { message: 'must be a size such as 512mb' })
+  KEYWARD_GATEWAY_UPLOAD_LIMIT?: string;
+
+  @IsOptional()
+  @Transform(toInt)
+  @IsInt({ message: 'must be a whole number of milliseconds from 100 to 3600000' })
+  @Min(100, { message: 'must be a whole number of milliseconds from 100 to 3600000' })
+  @Max(3_600_000, { message: 'must be a whole number of milliseconds from 100 to 3600000' })
+  KEYWARD_UPSTREAM_IDLE_TIMEOUT_MS?: number;
+
+  @IsOptional()
+  @Transform(toBool)
+  @IsBoolean({ message: 'must be true or false' })
+  KEYWARD_GATEWAY_RETRY_AFTER_SEND?: boolean;
 
   @IsOptional()
   @Transform(toInt)
@@ -228,8 +250,19 @@ export interface KeywardConfig {
   gateway: {
     /** Keys tried for one request before giving up (failover). */
     maxAttempts: number;
-    /** How long to wait for the provider's response headers before trying the next key. */
+    /** How long to wait for the provider's first byte (its response headers). */
     upstreamTimeoutMs: number;
+    /** How long a response may go quiet between two chunks. */
+    idleTimeoutMs: number;
+    /** Request bodies up to this size are buffered (JSON always); larger uploads stream through. */
+    bodyLimitBytes: number;
+    /** Uploads (multipart, binary) stream through up to this size. */
+    uploadLimitBytes: number;
+    /**
+     * Try another key after a timeout or a dropped connection once the request was sent, when
+     * the provider may already be doing (and billing) the work. Off by default.
+     */
+    retryAfterSend: boolean;
     /** The spec's `failover` feature: off, a failing key's error goes straight to the client. */
     failover: boolean;
   };
@@ -248,6 +281,14 @@ function describe(error: ValidationError): string {
   const messages = Object.values(error.constraints ?? {});
   // The value is not echoed: some variables (passwords, keys) are secrets.
   return `${error.property} ${[...new Set(messages)].join('; ')}`;
+}
+
+/** `32mb` → bytes (the formats the size variables are validated against). */
+export function sizeInBytes(size: string): number {
+  const m = /^(\d+)(b|kb|mb)$/i.exec(size);
+  if (!m) return 1024 * 1024;
+  const unit = m[2].toLowerCase();
+  return Number(m[1]) * (unit === 'mb' ? 1024 * 1024 : unit === 'kb' ? 1024 : 1);
 }
 
 function parseTrustProxy(value: string | undefined): boolean | number | string {
@@ -304,7 +345,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): KeywardConfig 
     expiryWarningDays: raw.KEYWARD_EXPIRY_WARNING_DAYS ?? 7,
     gateway: {
       maxAttempts: raw.KEYWARD_GATEWAY_MAX_ATTEMPTS ?? 3,
-      upstreamTimeoutMs: raw.KEYWARD_UPSTREAM_TIMEOUT_MS ?? 60_000,
+      // The official SDKs wait 10 minutes for an answer; a gateway that gives up sooner breaks
+      // long reasoning calls.
+      upstreamTimeoutMs: raw.KEYWARD_UPSTREAM_TIMEOUT_MS ?? 600_000,
+      idleTimeoutMs: raw.KEYWARD_UPSTREAM_IDLE_TIMEOUT_MS ?? 600_000,
+      bodyLimitBytes: sizeInBytes(raw.KEYWARD_GATEWAY_BODY_LIMIT ?? '32mb'),
+      uploadLimitBytes: sizeInBytes(raw.KEYWARD_GATEWAY_UPLOAD_LIMIT ?? '512mb'),
+      retryAfterSend: raw.KEYWARD_GATEWAY_RETRY_AFTER_SEND ?? false,
       failover: raw.KEYWARD_FEATURE_FAILOVER ?? true,
     },
     usageFlushMs: raw.KEYWARD_USAGE_FLUSH_MS ?? 200,

@@ -31,6 +31,10 @@ export interface PooledKey {
   inFlight: number;
   cooldownUntil: number;
   healthy: boolean;
+  /** Transient failures in a row (5xx, timeouts): cool-downs grow with them. */
+  failures: number;
+  /** After a cool-down a troubled key gets one trial request at a time (half-open). */
+  trialInFlight: boolean;
 }
 
 export type Unusable = 'expired' | 'unhealthy' | 'cooling-down' | 'over-limit';
@@ -42,12 +46,12 @@ interface Loaded {
 }
 
 const TTL_MS = 30_000;
-const COOLDOWN_MS: Partial<Record<ProviderErrorType, number>> = {
-  rate_limited: 30_000,
-  out_of_credit: 10 * 60_000,
-  provider_error: 5_000,
-  timeout: 5_000,
-};
+const OUT_OF_CREDIT_MS = 10 * 60_000;
+/** The first cool-down after a transient failure; it doubles with each failure in a row. */
+const FIRST_COOLDOWN_MS = 1_000;
+const MAX_COOLDOWN_MS = 30_000;
+/** Cool-downs this long are written to the key's row, so other instances and restarts see them. */
+const SHARED_COOLDOWN_MS = 30_000;
 
 /**
  * The gateway's view of the vault: per provider, the active keys with their secrets, so that a
@@ -116,11 +120,34 @@ export class KeyPool implements OnModuleInit, OnModuleDestroy {
     return key.secret;
   }
 
+  /**
+   * The plaintext secret, or null when it cannot be decrypted (a master key missing or wrong):
+   * that key is set aside on this instance, an alert is raised, and the next key serves.
+   */
+  trySecretOf(key: PooledKey): string | null {
+    try {
+      return this.secretOf(key);
+    } catch (error) {
+      key.healthy = false;
+      this.logger.error(
+        `The ${key.provider} key ${key.hint} (${key.id}) cannot be decrypted; it is skipped: ${(error as Error).message}`,
+      );
+      void this.alerts.raise({
+        kind: 'key.undecryptable',
+        severity: 'critical',
+        keyId: key.id,
+        message: `The ${key.provider} key ${key.hint} cannot be decrypted (is its master key version configured?); the gateway skips it.`,
+      });
+      return null;
+    }
+  }
+
   /** Why a key cannot serve now, or null when it can. */
   unusable(key: PooledKey, now: number): Unusable | null {
     if (!key.healthy) return 'unhealthy';
     if (key.expiresAt !== null && key.expiresAt <= now) return 'expired';
     if (key.cooldownUntil > now) return 'cooling-down';
+    if (key.trialInFlight) return 'cooling-down';
     if (key.limit !== null && this.used(key) >= key.limit) return 'over-limit';
     return null;
   }
@@ -167,7 +194,13 @@ export class KeyPool implements OnModuleInit, OnModuleDestroy {
   }
 
   /** A provider answer about a key: dead keys leave the pool, limited ones cool down. */
-  async markFailure(key: PooledKey, type: ProviderErrorType, retryAfterMs: number | undefined, reason: string) {
+  async markFailure(
+    key: PooledKey,
+    type: ProviderErrorType,
+    retryAfterMs: number | undefined,
+    reason: string,
+    othersUsable = true,
+  ): Promise<void> {
     if (type === 'invalid_key') {
       key.healthy = false;
       await this.dataSource
@@ -185,20 +218,50 @@ export class KeyPool implements OnModuleInit, OnModuleDestroy {
       });
       return;
     }
-    const cooldown = retryAfterMs ?? COOLDOWN_MS[type];
-    if (!cooldown) return;
-    key.cooldownUntil = Math.max(key.cooldownUntil, Date.now() + cooldown);
-    void this.dataSource
-      .query(`UPDATE api_keys SET cooldown_until = $2 WHERE id = $1`, [key.id, new Date(key.cooldownUntil)])
-      .catch(() => undefined);
     if (type === 'out_of_credit') {
+      this.coolDown(key, retryAfterMs ?? OUT_OF_CREDIT_MS);
       await this.alerts.raise({
         kind: 'key.out-of-credit',
         severity: 'warning',
         keyId: key.id,
-        message: `The ${key.provider} key ${key.hint} is out of credit; it rests for ${Math.round(cooldown / 60_000)} min.`,
+        message: `The ${key.provider} key ${key.hint} is out of credit; it rests for ${Math.round((retryAfterMs ?? OUT_OF_CREDIT_MS) / 60_000)} min.`,
       });
+      return;
     }
+    // Rate limits, 5xx and timeouts are transient. One blip never takes the last usable key out
+    // (`othersUsable` false: no cool-down at all); after that the cool-down doubles with each
+    // failure in a row, from 1 s, and ends in a single trial request (half-open).
+    key.failures++;
+    key.trialInFlight = false;
+    if (retryAfterMs !== undefined) return this.coolDown(key, retryAfterMs);
+    if (key.failures === 1 && !othersUsable) return;
+    this.coolDown(key, Math.min(MAX_COOLDOWN_MS, FIRST_COOLDOWN_MS * 2 ** (key.failures - 1)));
+  }
+
+  /** A request on the key succeeded: a troubled key is trusted again. */
+  markSuccess(key: PooledKey): void {
+    if (key.failures === 0 && !key.trialInFlight) return;
+    key.failures = 0;
+    key.trialInFlight = false;
+    key.cooldownUntil = 0;
+  }
+
+  /** Called when a key is picked for a request: a key that failed before serves one trial at a time. */
+  picked(key: PooledKey): void {
+    if (key.failures >= 2) key.trialInFlight = true;
+  }
+
+  /** A picked key's call ended without saying anything about the key (client left, bad request). */
+  unpicked(key: PooledKey): void {
+    key.trialInFlight = false;
+  }
+
+  private coolDown(key: PooledKey, ms: number): void {
+    key.cooldownUntil = Math.max(key.cooldownUntil, Date.now() + ms);
+    if (ms < SHARED_COOLDOWN_MS) return;
+    void this.dataSource
+      .query(`UPDATE api_keys SET cooldown_until = $2 WHERE id = $1`, [key.id, new Date(key.cooldownUntil)])
+      .catch(() => undefined);
   }
 
   private applyWritten(written: Map<string, PendingUsage>): void {
@@ -261,6 +324,8 @@ export class KeyPool implements OnModuleInit, OnModuleDestroy {
       inFlight: 0,
       cooldownUntil: r.cooldown_until ? r.cooldown_until.getTime() : 0,
       healthy: r.health === 'healthy',
+      failures: 0,
+      trialInFlight: false,
     }));
   }
 

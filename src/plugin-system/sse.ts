@@ -145,3 +145,95 @@ export class SseReader {
     this.eventName = undefined;
   }
 }
+
+/**
+ * Splits a byte stream into whole events without decoding it first: each event's bytes (with its
+ * terminating blank line) are handed out as they arrived, so a relay can forward or drop events
+ * byte for byte, and text is decoded only once an event is complete — a character split between
+ * two network chunks is never broken. Lines end in LF, CR or CRLF; the LF of a CRLF that closes
+ * an event travels at the head of the next event's bytes (every byte is handed out exactly once,
+ * in order). An event that outgrows `maxEventBytes` is handed out in pieces with empty data, so
+ * memory stays bounded.
+ */
+export class SseDecoder {
+  private readonly maxEventBytes: number;
+  private pending: Buffer[] = [];
+  private pendingBytes = 0;
+  private atLineStart = true;
+  private previousWasCr = false;
+
+  constructor(
+    private readonly onEvent: (event: SseEvent, raw: Buffer) => void,
+    options: { maxEventBytes?: number } = {},
+  ) {
+    this.maxEventBytes = options.maxEventBytes ?? DEFAULT_MAX_LINE_LENGTH;
+  }
+
+  push(chunk: Buffer): void {
+    let start = 0;
+    for (let i = 0; i < chunk.length; i++) {
+      const byte = chunk[i];
+      if (byte === 10 && this.previousWasCr) {
+        this.previousWasCr = false;
+        continue;
+      }
+      if (byte === 10 || byte === 13) {
+        this.previousWasCr = byte === 13;
+        if (this.atLineStart) {
+          this.emit(chunk.subarray(start, i + 1));
+          start = i + 1;
+        }
+        this.atLineStart = true;
+      } else {
+        this.previousWasCr = false;
+        this.atLineStart = false;
+      }
+    }
+    if (start < chunk.length) {
+      this.pending.push(chunk.subarray(start));
+      this.pendingBytes += chunk.length - start;
+      if (this.pendingBytes > this.maxEventBytes) this.emitOversized();
+    }
+  }
+
+  /** A last event that ended without a blank line. */
+  end(): void {
+    if (this.pendingBytes > 0) this.emit(Buffer.alloc(0));
+  }
+
+  private emit(tail: Buffer): void {
+    let raw = tail;
+    if (this.pending.length > 0) {
+      this.pending.push(tail);
+      raw = Buffer.concat(this.pending, this.pendingBytes + tail.length);
+      this.pending = [];
+      this.pendingBytes = 0;
+    }
+    if (raw.length === 0) return;
+    this.onEvent(raw.length > this.maxEventBytes ? { data: '' } : parseEvent(raw.toString('utf8')), raw);
+  }
+
+  private emitOversized(): void {
+    const raw = Buffer.concat(this.pending, this.pendingBytes);
+    this.pending = [];
+    this.pendingBytes = 0;
+    this.onEvent({ data: '' }, raw);
+  }
+}
+
+function parseEvent(text: string): SseEvent {
+  const event: SseEvent = { data: '' };
+  const data: string[] = [];
+  for (const line of text.split(/\r\n|\r|\n/)) {
+    if (line === '' || line.startsWith(':')) continue;
+    const colon = line.indexOf(':');
+    const field = colon < 0 ? line : line.slice(0, colon);
+    let value = colon < 0 ? '' : line.slice(colon + 1);
+    if (value.startsWith(' ')) value = value.slice(1);
+    if (field === 'data') data.push(value);
+    else if (field === 'event') event.event = value;
+    else if (field === 'id') event.id = value;
+  }
+  event.data = data.join('\n');
+  return event;
+}

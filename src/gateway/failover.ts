@@ -1,0 +1,295 @@
+import { Inject, Injectable, OnModuleDestroy } from '@nestjs/common';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { type Dispatcher, errors as undiciErrors } from 'undici';
+import { KEYWARD_CONFIG } from '../config/config.constants';
+import type { KeywardConfig } from '../config/config';
+import type {
+  ClassifiedError,
+  OutgoingRequest,
+  ProviderErrorType,
+  ProviderPlugin,
+} from '../plugin-system/provider-plugin';
+import { GatewayProblem } from './gateway-problem';
+import type { Call } from './gateway-call';
+import { KeyPool, type PooledKey, type Unusable } from './key-pool';
+import { passThrough, relay, type ProviderFailure } from './relay';
+import { decodeBody, upstreamHeaders, UpstreamPools } from './upstream';
+import { UsageRecording } from './usage-record';
+
+/** Provider answers after which the same request is tried on the next key. */
+const FAILOVER_ON = new Set<ProviderErrorType>([
+  'invalid_key',
+  'rate_limited',
+  'out_of_credit',
+  'provider_error',
+  'timeout',
+]);
+const MAX_ERROR_BODY = 256 * 1024;
+/** Connection errors that happen before a request could reach the provider: always safe to retry. */
+const NOT_SENT = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'UND_ERR_CONNECT_TIMEOUT', 'EHOSTUNREACH']);
+
+type AttemptResult =
+  | { done: true }
+  | { done: false; type: ProviderErrorType; failure?: ProviderFailure; secret: string; mayHaveAccepted: boolean };
+
+/**
+ * Key choice and failover: the usable keys in order (priority, then weight), one attempt each
+ * while the failure is one another key can fix and the provider cannot have accepted the work.
+ * A key's health changes only on what the key itself caused; an answer that blames the request
+ * goes to the client as it is (with the key masked).
+ */
+@Injectable()
+export class Failover implements OnModuleDestroy {
+  private readonly upstream = new UpstreamPools();
+
+  constructor(
+    private readonly pool: KeyPool,
+    private readonly usage: UsageRecording,
+    @Inject(KEYWARD_CONFIG) private readonly config: KeywardConfig,
+  ) {}
+
+  async onModuleDestroy(): Promise<void> {
+    await this.upstream.close();
+  }
+
+  async forward(call: Call): Promise<void> {
+    const now = Date.now();
+    const all = await this.pool.keys(call.provider);
+    const reasons = new Map<Unusable, number>();
+    const usable: PooledKey[] = [];
+    for (const key of all) {
+      const why = this.pool.unusable(key, now);
+      if (why) reasons.set(why, (reasons.get(why) ?? 0) + 1);
+      else usable.push(key);
+    }
+    if (usable.length === 0) return this.noKey(call, all.length, reasons);
+
+    const order = this.pool.order(usable);
+    const { failover, maxAttempts, retryAfterSend } = this.config.gateway;
+    // A body streamed through can be sent once only.
+    const attempts = failover && !call.stream ? Math.min(maxAttempts, order.length) : 1;
+    let last: { failure: ProviderFailure; secret: string } | undefined;
+    let lastType: ProviderErrorType | undefined;
+    let tried = 0;
+    for (let i = 0; i < order.length && tried < attempts; i++) {
+      const key = order[i];
+      // A key may have run out while this request waited for another attempt.
+      if (tried > 0 && this.pool.unusable(key, Date.now())) continue;
+      const secret = this.pool.trySecretOf(key);
+      if (secret === null) continue;
+      tried++;
+      const othersUsable = order.some((k) => k !== key && !this.pool.unusable(k, Date.now()));
+      const outcome = await this.attempt(call, key, secret, tried, tried === attempts, othersUsable);
+      if (outcome.done) return;
+      if (outcome.failure) last = { failure: outcome.failure, secret: outcome.secret };
+      lastType = outcome.type;
+      if (outcome.mayHaveAccepted && !retryAfterSend) break;
+      if (outcome.type === 'provider_error' || outcome.type === 'timeout') {
+        // Backoff with jitter before the next key: a provider in trouble gets a moment.
+        await sleep(Math.min(1000, 25 * 2 ** (tried - 1)) * (0.5 + Math.random()));
+      }
+    }
+    // Every attempt failed with an error worth failing over for: the last provider answer is
+    // passed through where there is one, else Keyward says why.
+    if (last) return passThrough(call.res, last.failure, tried, last.secret);
+    if (tried === 0) return this.noKey(call, all.length, new Map([['unhealthy', all.length]]));
+    throw new GatewayProblem(
+      lastType === 'timeout' ? 504 : 502,
+      lastType === 'timeout' ? 'upstream-timeout' : 'upstream-failed',
+      'The provider did not answer',
+      `${call.plugin.config.name} did not answer on ${tried} key(s).`,
+    );
+  }
+
+  /**
+   * One try on one key. `done` when the client has its answer (success, or an error another
+   * key would not change), else what failed, for the next try.
+   */
+  private async attempt(
+    call: Call,
+    key: PooledKey,
+    secret: string,
+    attempt: number,
+    isLast: boolean,
+    othersUsable: boolean,
+  ): Promise<AttemptResult> {
+    const started = performance.now();
+    const outgoing: OutgoingRequest = {
+      method: call.method,
+      url: new URL(call.target.upstreamPath, call.origin),
+      headers: upstreamHeaders(call.req.headers, call.plugin, call.body),
+    };
+    call.plugin.authorize(outgoing, secret, key.organizationId);
+    this.pool.picked(key);
+    key.inFlight++;
+    let released = false;
+    const release = () => {
+      if (!released) {
+        released = true;
+        key.inFlight--;
+      }
+    };
+    const abort = new AbortController();
+    // Only a client that leaves before its answer started cancels the upstream call here; once
+    // relaying, the relay handles it.
+    const onClose = () => {
+      if (!call.res.writableFinished) abort.abort();
+    };
+    call.res.once('close', onClose);
+
+    let response: Dispatcher.ResponseData;
+    try {
+      response = await this.upstream.for(call.origin).request({
+        method: call.method as Dispatcher.HttpMethod,
+        path: outgoing.url.pathname + outgoing.url.search,
+        headers: outgoing.headers,
+        body: call.body ?? call.stream,
+        headersTimeout: this.config.gateway.upstreamTimeoutMs,
+        bodyTimeout: this.config.gateway.idleTimeoutMs,
+        signal: abort.signal,
+      });
+    } catch (error) {
+      call.res.off('close', onClose);
+      if (abort.signal.aborted) {
+        // The client left: nothing is wrong with the key, and nobody is waiting for another try.
+        this.pool.unpicked(key);
+        void this.usage.attempt(
+          call,
+          key,
+          attempt,
+          started,
+          { success: false, errorType: 'client_aborted', status: null },
+          release,
+        );
+        return { done: true };
+      }
+      const code = (error as { code?: string }).code ?? '';
+      const type: ProviderErrorType = error instanceof undiciErrors.HeadersTimeoutError ? 'timeout' : 'provider_error';
+      void this.usage.attempt(call, key, attempt, started, { success: false, errorType: type, status: null }, release);
+      await this.pool.markFailure(key, type, undefined, (error as Error).message, othersUsable);
+      return { done: false, type, secret, mayHaveAccepted: !NOT_SENT.has(code) };
+    }
+
+    if (response.statusCode >= 400) {
+      call.res.off('close', onClose);
+      const body = decodeError(await readLimited(response.body, MAX_ERROR_BODY), response.headers['content-encoding']);
+      const classified = classify(call.plugin, response.statusCode, response.headers, body);
+      void this.usage.attempt(
+        call,
+        key,
+        attempt,
+        started,
+        { success: false, errorType: classified.type, status: response.statusCode },
+        release,
+      );
+      const failure: ProviderFailure = { status: response.statusCode, headers: response.headers, body };
+      const keyCaused = FAILOVER_ON.has(classified.type);
+      if (keyCaused) {
+        await this.pool.markFailure(
+          key,
+          classified.type,
+          classified.retryAfterMs,
+          classified.message ?? `HTTP ${response.statusCode}`,
+          othersUsable,
+        );
+      } else {
+        this.pool.unpicked(key);
+      }
+      if (this.config.gateway.failover && keyCaused && !isLast) {
+        return { done: false, type: classified.type, failure, secret, mayHaveAccepted: false };
+      }
+      passThrough(call.res, failure, attempt, secret);
+      return { done: true };
+    }
+
+    call.res.off('close', onClose);
+    this.pool.markSuccess(key);
+    const result = await relay(call, response, attempt);
+    void this.usage.attempt(
+      call,
+      key,
+      attempt,
+      started,
+      {
+        success: result.complete,
+        errorType: result.complete ? null : 'client_aborted',
+        status: response.statusCode,
+        usage: result.usage,
+      },
+      release,
+    );
+    return { done: true };
+  }
+
+  private noKey(call: Call, total: number, reasons: Map<Unusable, number>): void {
+    const overLimit = reasons.get('over-limit') ?? 0;
+    const limited =
+      total > 0 &&
+      overLimit > 0 &&
+      [...reasons.keys()].every((r) => r === 'over-limit' || r === 'unhealthy' || r === 'expired');
+    this.usage.refused({
+      provider: call.provider,
+      accessTokenId: call.principal.id,
+      endpoint: call.target.endpoint.path,
+      model: call.model,
+      stream: call.streaming,
+      status: limited ? 429 : 503,
+      errorType: limited ? 'usage_exceeded' : 'no_key',
+    });
+    if (limited) {
+      throw new GatewayProblem(
+        429,
+        'usage-exceeded',
+        'Usage limit reached',
+        `Every usable ${call.plugin.config.name} key has reached its usage limit; limits start over at their reset time.`,
+      );
+    }
+    const cooling = reasons.get('cooling-down') ?? 0;
+    const detail =
+      total === 0
+        ? `No active ${call.plugin.config.name} key is stored.`
+        : `None of the ${total} ${call.plugin.config.name} key(s) can serve now: ${[...reasons.entries()].map(([r, n]) => `${n} ${r}`).join(', ')}.`;
+    throw new GatewayProblem(
+      503,
+      'no-healthy-key',
+      'No usable provider key',
+      detail,
+      cooling > 0 ? { 'retry-after': '1' } : {},
+    );
+  }
+}
+
+function classify(
+  plugin: ProviderPlugin,
+  status: number,
+  headers: Record<string, unknown>,
+  body: Buffer,
+): ClassifiedError {
+  const text = body.toString('utf8');
+  let parsed: unknown = text;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    // Not JSON: classified from the raw text.
+  }
+  return plugin.classifyError(status, headers as Record<string, string>, parsed);
+}
+
+async function readLimited(body: Dispatcher.ResponseData['body'], limit: number): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of body as AsyncIterable<Buffer>) {
+    if (size < limit) chunks.push(chunk);
+    size += chunk.length;
+  }
+  return Buffer.concat(chunks).subarray(0, limit);
+}
+
+/** Error bodies are read (to classify and mask them), so a compressed one is decoded first. */
+function decodeError(body: Buffer, encoding: string | string[] | undefined): Buffer {
+  try {
+    return decodeBody(body, encoding);
+  } catch {
+    return Buffer.from('{"error":{"message":"The provider answered with an unreadable error body."}}');
+  }
+}

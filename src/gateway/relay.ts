@@ -1,0 +1,171 @@
+import type { ServerResponse } from 'node:http';
+import type { Dispatcher } from 'undici';
+import type { StreamUsageTap, UsageCount } from '../plugin-system/provider-plugin';
+import { SseDecoder } from '../plugin-system/sse';
+import type { Call } from './gateway-call';
+import { decodeBody, DROPPED_RESPONSE_HEADERS } from './upstream';
+
+const MAX_USAGE_BODY = 8 * 1024 * 1024;
+
+/** Events after which a stream is complete, whatever the socket does next. */
+const TERMINAL_EVENTS = new Set([
+  'message_stop',
+  'response.completed',
+  'response.incomplete',
+  'response.failed',
+  'error',
+]);
+
+export interface RelayResult {
+  /** The client has the whole answer (or its stream's terminal event). */
+  complete: boolean;
+  usage?: UsageCount;
+  /** Bytes of event data relayed (for counting an abandoned stream that carried no usage). */
+  relayedDataBytes: number;
+}
+
+export interface ProviderFailure {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: Buffer;
+}
+
+/**
+ * Passes the provider's answer to the client as it arrives, reading usage on the way: SSE is
+ * split into events on bytes (never decoded per network chunk), so the events Keyward added for
+ * itself can be dropped byte-exactly and text split between chunks stays intact.
+ */
+export function relay(call: Call, response: Dispatcher.ResponseData, attempt: number): Promise<RelayResult> {
+  const { res } = call;
+  const contentType = String(response.headers['content-type'] ?? '');
+  const isSse = contentType.includes('text/event-stream');
+  const encoding = String(response.headers['content-encoding'] ?? 'identity').toLowerCase();
+  const filter = isSse && encoding === 'identity' ? call.dropEvent : undefined;
+  const billable =
+    (call.target.endpoint.usage ?? (call.target.endpoint.method === 'POST' ? 'billable' : 'read')) === 'billable';
+  const headers: Record<string, string | string[]> = { 'x-keyward-attempts': String(attempt) };
+  for (const name in response.headers) {
+    const value = response.headers[name];
+    if (value === undefined || DROPPED_RESPONSE_HEADERS.has(name)) continue;
+    if (name === 'content-length' && filter) continue;
+    headers[name] = value;
+  }
+  res.writeHead(response.statusCode, headers);
+
+  const tap: StreamUsageTap | undefined =
+    isSse && billable && encoding === 'identity' ? call.plugin.createStreamTap() : undefined;
+  const collected: Buffer[] = [];
+  let collectedBytes = 0;
+  let terminal = false;
+  let relayedDataBytes = 0;
+  let kept: Buffer[] = [];
+  const decoder =
+    isSse && encoding === 'identity'
+      ? new SseDecoder((event, raw) => {
+          relayedDataBytes += event.data.length;
+          if (event.data === '[DONE]' || (event.event !== undefined && TERMINAL_EVENTS.has(event.event)))
+            terminal = true;
+          if (tap) tap.push(raw);
+          if (filter && !(event.data && event.data.includes('"usage"') && filter(event.data))) kept.push(raw);
+        })
+      : undefined;
+  const body = response.body;
+
+  // Plain stream events rather than `for await`: the iterator's promise per chunk shows in
+  // profiles of the gateway under load.
+  return new Promise<RelayResult>((resolve) => {
+    let settled = false;
+    const finish = (complete: boolean) => {
+      if (settled) return;
+      settled = true;
+      res.off('close', onClose);
+      resolve({ complete: complete || terminal, usage: usageOf(), relayedDataBytes });
+    };
+    const usageOf = (): UsageCount | undefined => {
+      if (tap) return tap.result();
+      if (collectedBytes === 0 || !contentType.includes('json')) return undefined;
+      try {
+        return call.plugin.usageFrom(
+          JSON.parse(decodeBody(Buffer.concat(collected, collectedBytes), encoding).toString('utf8')),
+        );
+      } catch {
+        return undefined;
+      }
+    };
+    // The client left: a stream that already delivered its terminal event is complete.
+    const onClose = () => {
+      if (!res.writableFinished) {
+        body.destroy();
+        finish(false);
+      }
+    };
+    res.on('close', onClose);
+    body.on('data', (chunk: Buffer) => {
+      if (decoder) decoder.push(chunk);
+      else if (billable && collectedBytes + chunk.length <= MAX_USAGE_BODY) {
+        collected.push(chunk);
+        collectedBytes += chunk.length;
+      }
+      let out: Buffer = chunk;
+      if (filter) {
+        if (kept.length === 0) return;
+        out = kept.length === 1 ? kept[0] : Buffer.concat(kept);
+        kept = [];
+      }
+      if (!res.write(out)) {
+        body.pause();
+        res.once('drain', () => body.resume());
+      }
+    });
+    body.once('end', () => {
+      decoder?.end();
+      if (filter && kept.length > 0) res.write(Buffer.concat(kept));
+      res.end();
+      finish(true);
+    });
+    body.once('error', (error) => {
+      if (!res.destroyed) res.destroy(error);
+      finish(false);
+    });
+  });
+}
+
+/**
+ * A provider's error answer, passed to the client with anything that could be the key masked:
+ * providers echo keys, whole or partly starred out ("Incorrect API key provided: sk-abc***wxyz").
+ */
+export function passThrough(
+  res: ServerResponse,
+  failure: ProviderFailure,
+  attempts: number,
+  secret: string | null,
+): void {
+  if (res.headersSent) return void res.end();
+  const body = secret ? Buffer.from(maskKey(failure.body.toString('utf8'), secret)) : failure.body;
+  const headers: Record<string, string | string[]> = {
+    'x-keyward-attempts': String(attempts),
+    'content-length': String(body.length),
+  };
+  for (const [name, value] of Object.entries(failure.headers)) {
+    if (value === undefined || DROPPED_RESPONSE_HEADERS.has(name) || name === 'content-length') continue;
+    if (name === 'content-encoding') continue;
+    headers[name] = secret
+      ? Array.isArray(value)
+        ? value.map((v) => maskKey(v, secret))
+        : maskKey(value, secret)
+      : value;
+  }
+  res.writeHead(failure.status, headers);
+  res.end(body);
+}
+
+const KEY_LIKE = /[A-Za-z0-9_*-]{8,}/g;
+
+/** Masks the key itself, any 8+ character piece of it, and starred-out echoes of it. */
+export function maskKey(text: string, secret: string): string {
+  if (!text) return text;
+  return text.replace(KEY_LIKE, (run) => {
+    if (run.includes('***')) return '[redacted]';
+    return secret.includes(run) || run.includes(secret) ? '[redacted]' : run;
+  });
+}
