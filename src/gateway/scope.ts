@@ -73,7 +73,8 @@ export class GatewayScope {
         'invalid-path',
       );
     }
-    if (/[\u0000-\u001f\u007f\s#]/.test(query)) {
+    // The query reaches the provider as sent; it may hold no whitespace, controls or fragment.
+    if (!/^[!$&'()*+,./0-9:;=?@A-Z_a-z~%-]*$/.test(query)) {
       throw new GatewayProblem(
         400,
         'invalid-query',
