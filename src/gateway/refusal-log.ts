@@ -77,7 +77,7 @@ export class RefusalLog implements OnApplicationShutdown {
           target: g.tokenId ? { type: 'AccessToken', id: g.tokenId } : undefined,
           details: {
             count: g.count,
-            tokenHint: g.tokenHint,
+            hint: g.tokenHint,
             ips: [...g.ips],
             minute: g.minute,
             firstAt: g.firstAt.toISOString(),
