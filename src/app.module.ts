@@ -19,6 +19,7 @@ import { HealthController } from './health/health.controller';
 import { AlertsModule } from './alerts/alerts.module';
 import { GatewayModule } from './gateway/gateway.module';
 import { KeysModule } from './keys/keys.module';
+import { LimitsModule } from './limits/limits.module';
 import { UsageModule } from './usage/usage.module';
 import { PluginSystemModule } from './plugin-system/plugin-system.module';
 import { RotationModule } from './rotation/rotation.module';
@@ -59,6 +60,7 @@ export class AppModule {
         ConsoleModule,
         AlertsModule,
         UsageModule,
+        LimitsModule,
         KeysModule,
         RotationModule,
         AccessTokensModule,

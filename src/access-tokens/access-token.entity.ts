@@ -38,6 +38,10 @@ export class AccessToken {
   @Column({ name: 'allowed_ips', type: 'text', array: true, nullable: true })
   allowedIps!: string[] | null;
 
+  /** Endpoint groups and rights granted beyond inference (see TOKEN_SCOPES); empty by default. */
+  @Column({ type: 'text', array: true, default: () => "'{}'" })
+  scopes!: string[];
+
   @Column({ name: 'revoked_at', type: 'timestamptz', nullable: true })
   revokedAt!: Date | null;
 

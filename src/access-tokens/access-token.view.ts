@@ -1,4 +1,5 @@
 import type { AccessToken } from './access-token.entity';
+import type { BudgetView } from './token-budgets';
 
 export type AccessTokenStatus = 'active' | 'revoked' | 'expired';
 
@@ -15,7 +16,7 @@ export function statusOf(
  * An access token as the API answers it. `hint` is the masked token (`kw_…wxyz`); the token
  * itself is shown once, by the create call, and is part of no view. A null list means "all".
  */
-export function toAccessTokenView(token: AccessToken, now: Date = new Date()) {
+export function toAccessTokenView(token: AccessToken, budgets: BudgetView[] = [], now: Date = new Date()) {
   const status = statusOf(token, now);
   return {
     id: token.id,
@@ -27,6 +28,10 @@ export function toAccessTokenView(token: AccessToken, now: Date = new Date()) {
     models: token.models,
     rateLimitPerMinute: token.rateLimitPerMinute,
     allowedIps: token.allowedIps,
+    /** Grants beyond the inference endpoints; empty: inference only. */
+    scopes: token.scopes ?? [],
+    /** Each budget with `used`, `reserved`, `remaining`, `percent` and `resetAt`. */
+    budgets,
     expiresAt: token.expiresAt?.toISOString() ?? null,
     lastUsedAt: token.lastUsedAt?.toISOString() ?? null,
     createdAt: token.createdAt.toISOString(),

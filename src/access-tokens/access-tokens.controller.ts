@@ -1,10 +1,11 @@
-import { Body, Controller, Get, HttpCode, Param, ParseUUIDPipe, Post, Query } from '@nestjs/common';
+import { Body, Controller, Get, HttpCode, Param, ParseUUIDPipe, Patch, Post, Put, Query } from '@nestjs/common';
 import type { AuthUser } from '../auth/auth.types';
 import { CheckPolicies, CurrentUser } from '../auth/decorators';
 import { Audit } from '../audit/audit.decorator';
 import { toAccessTokenView } from './access-token.view';
 import { AccessTokensService } from './access-tokens.service';
-import { CreateAccessTokenDto } from './dto/create-access-token.dto';
+import { ReplaceBudgetsDto } from './dto/budget.dto';
+import { CreateAccessTokenDto, UpdateAccessTokenDto } from './dto/create-access-token.dto';
 import { ListAccessTokensQuery } from './dto/list-access-tokens.query';
 
 export const tokenId = new ParseUUIDPipe({ version: '4' });
@@ -18,7 +19,13 @@ export class AccessTokensController {
   @CheckPolicies((ability) => ability.can('read', 'AccessToken'))
   async list(@Query() query: ListAccessTokensQuery) {
     const { tokens, total } = await this.tokens.list(query);
-    return { tokens: tokens.map((t) => toAccessTokenView(t)), total, page: query.page, pageSize: query.pageSize };
+    const budgets = await this.tokens.budgetsOf(tokens.map((t) => t.id));
+    return {
+      tokens: tokens.map((t) => toAccessTokenView(t, budgets.get(t.id))),
+      total,
+      page: query.page,
+      pageSize: query.pageSize,
+    };
   }
 
   /** 201 with the view plus `token`: store it now, it cannot be shown again. */
@@ -27,13 +34,30 @@ export class AccessTokensController {
   @CheckPolicies((ability) => ability.can('create', 'AccessToken'))
   async create(@Body() dto: CreateAccessTokenDto, @CurrentUser() actor: AuthUser) {
     const { accessToken, token } = await this.tokens.create(dto, actor.email);
-    return { ...toAccessTokenView(accessToken), token };
+    return { ...(await this.view(accessToken.id)), token };
   }
 
   @Get(':id')
   @CheckPolicies((ability) => ability.can('read', 'AccessToken'))
   async get(@Param('id', tokenId) id: string) {
-    return toAccessTokenView(await this.tokens.get(id));
+    return this.view(id);
+  }
+
+  /** Scopes and budgets; `budgets` replaces the whole set (the spend of a kept unit and period stays). */
+  @Patch(':id')
+  @Audit('access-token.update', 'AccessToken')
+  @CheckPolicies((ability) => ability.can('update', 'AccessToken'))
+  async update(@Param('id', tokenId) id: string, @Body() dto: UpdateAccessTokenDto) {
+    await this.tokens.update(id, dto);
+    return this.view(id);
+  }
+
+  @Put(':id/budgets')
+  @Audit('access-token.budgets', 'AccessToken')
+  @CheckPolicies((ability) => ability.can('update', 'AccessToken'))
+  async replaceBudgets(@Param('id', tokenId) id: string, @Body() dto: ReplaceBudgetsDto) {
+    await this.tokens.update(id, { budgets: dto.budgets });
+    return this.view(id);
   }
 
   @Post(':id/revoke')
@@ -41,6 +65,13 @@ export class AccessTokensController {
   @Audit('access-token.revoke', 'AccessToken')
   @CheckPolicies((ability) => ability.can('revoke', 'AccessToken'))
   async revoke(@Param('id', tokenId) id: string, @CurrentUser() actor: AuthUser) {
-    return toAccessTokenView(await this.tokens.revoke(id, actor.email));
+    await this.tokens.revoke(id, actor.email);
+    return this.view(id);
+  }
+
+  private async view(id: string) {
+    const token = await this.tokens.get(id);
+    const budgets = await this.tokens.budgetsOf([id]);
+    return toAccessTokenView(token, budgets.get(id));
   }
 }

@@ -7,11 +7,13 @@ import { RATE_LIMITER } from './access-tokens.constants';
 import { AccessTokensController } from './access-tokens.controller';
 import { AccessTokensService } from './access-tokens.service';
 import { createRateLimiter } from './rate-limiter';
+import { TokenBudgets } from './token-budgets';
 
 @Module({
   controllers: [AccessTokensController, AccessTokensAdminController],
   providers: [
     AccessTokensService,
+    TokenBudgets,
     {
       provide: RATE_LIMITER,
       inject: [KEYWARD_CONFIG],

@@ -8,7 +8,8 @@ import { conflict, type FieldError, notFound, ValidationProblem } from '../commo
 import { ProviderRegistry } from '../plugin-system/provider-registry';
 import { AccessToken } from './access-token.entity';
 import { ACCESS_TOKEN_PATTERN, TOKENS_CHANNEL } from './access-tokens.constants';
-import type { CreateAccessTokenDto } from './dto/create-access-token.dto';
+import type { CreateAccessTokenDto, UpdateAccessTokenDto } from './dto/create-access-token.dto';
+import { type BudgetInput, TokenBudgets } from './token-budgets';
 import type { ListAccessTokensQuery } from './dto/list-access-tokens.query';
 import { type IpRange, ipInRanges, normalizeIpRule, parseIpRule } from './ip-rules';
 
@@ -21,8 +22,8 @@ export interface GatewayPrincipal {
   rateLimitPerMinute: number | null;
   allowedIps: string[] | null;
   expiresAt: Date | null;
-  /** Grants beyond the inference groups: data endpoint groups (`files`, `batches`, …). */
-  scopes?: ReadonlySet<string>;
+  /** Grants beyond the inference groups (TOKEN_SCOPES): `principal.scopes.has('files')`. */
+  scopes: ReadonlySet<string>;
 }
 
 /** Cache lifetimes and bounds of `resolve`. */
@@ -50,6 +51,7 @@ interface PrincipalRow {
   rate_limit_per_minute: number | null;
   allowed_ips: string[] | null;
   expires_at: Date | null;
+  scopes: string[] | null;
 }
 
 /** Adds to a Map with a size bound; the oldest entry goes first (entries also expire). */
@@ -87,6 +89,7 @@ export class AccessTokensService implements OnModuleInit, OnModuleDestroy {
   constructor(
     @InjectDataSource() private readonly dataSource: DataSource,
     private readonly registry: ProviderRegistry,
+    private readonly budgets: TokenBudgets,
   ) {}
 
   private get repo() {
@@ -165,26 +168,73 @@ export class AccessTokensService implements OnModuleInit, OnModuleDestroy {
         allowedIps = unique(normalized as string[]);
       }
     }
+    const budgets = (dto.budgets ?? []) as BudgetInput[];
+    errors.push(...this.budgets.check(budgets));
     if (errors.length > 0) throw new ValidationProblem(errors);
 
     const token = `kw_${randomBytes(32).toString('base64url')}`;
     const id = randomUUID();
-    await this.repo.insert({
-      id,
-      name,
-      tokenHash: hashToken(token),
-      tokenHint: tokenHint(token),
-      providers,
-      models,
-      expiresAt,
-      rateLimitPerMinute: rate,
-      allowedIps,
-      revokedAt: null,
-      revokedBy: null,
-      lastUsedAt: null,
-      createdBy: actor,
+    let budgetIds: string[] = [];
+    await this.dataSource.transaction(async (manager) => {
+      await manager.getRepository(AccessToken).insert({
+        id,
+        name,
+        tokenHash: hashToken(token),
+        tokenHint: tokenHint(token),
+        providers,
+        models,
+        expiresAt,
+        rateLimitPerMinute: rate,
+        allowedIps,
+        revokedAt: null,
+        revokedBy: null,
+        lastUsedAt: null,
+        createdBy: actor,
+        scopes: unique(dto.scopes ?? []),
+      });
+      budgetIds = await this.budgets.replace(manager, id, budgets);
     });
+    if (budgetIds.length > 0) await this.budgets.changed(budgetIds);
     return { accessToken: await this.get(id), token };
+  }
+
+  /**
+   * Changes a token's grants and budgets (the rest of a token is fixed: issue a new one). The
+   * change reaches every instance's cache through the same NOTIFY as a revoke.
+   */
+  async update(id: string, dto: UpdateAccessTokenDto): Promise<AccessToken> {
+    const token = await this.get(id);
+    if (token.revokedAt) {
+      throw conflict(
+        'access-token-revoked',
+        'Access token revoked',
+        `This token was revoked at ${token.revokedAt.toISOString()}; a revoked token cannot be changed.`,
+      );
+    }
+    if (dto.scopes === undefined && dto.budgets === undefined) {
+      throw new ValidationProblem([{ field: 'scopes', messages: ['send scopes or budgets to change'] }]);
+    }
+    const budgets = dto.budgets as BudgetInput[] | undefined;
+    if (budgets) {
+      const errors = this.budgets.check(budgets);
+      if (errors.length > 0) throw new ValidationProblem(errors);
+    }
+    let budgetIds: string[] = [];
+    await this.dataSource.transaction(async (manager) => {
+      if (dto.scopes !== undefined) {
+        await manager.query(`UPDATE access_tokens SET scopes = $2 WHERE id = $1`, [id, unique(dto.scopes)]);
+        await manager.query(`SELECT pg_notify($1, $2)`, [TOKENS_CHANNEL, id]);
+      }
+      if (budgets) budgetIds = await this.budgets.replace(manager, id, budgets);
+    });
+    if (dto.scopes !== undefined) this.invalidate(id);
+    if (budgets) await this.budgets.changed(budgetIds);
+    return this.get(id);
+  }
+
+  /** Budgets of these tokens with spend against budget. */
+  budgetsOf(ids: string[]) {
+    return this.budgets.of(ids);
   }
 
   async list(query: ListAccessTokensQuery): Promise<{ tokens: AccessToken[]; total: number }> {
@@ -327,7 +377,7 @@ export class AccessTokensService implements OnModuleInit, OnModuleDestroy {
   private async lookup(hash: string): Promise<GatewayPrincipal | null> {
     const generation = this.generation;
     const [row] = await this.dataSource.query<PrincipalRow[]>(
-      `SELECT id, name, providers, models, rate_limit_per_minute, allowed_ips, expires_at
+      `SELECT id, name, providers, models, rate_limit_per_minute, allowed_ips, expires_at, scopes
          FROM access_tokens WHERE token_hash = $1 AND revoked_at IS NULL`,
       [hash],
     );
@@ -424,5 +474,6 @@ function toPrincipal(row: PrincipalRow): GatewayPrincipal {
     rateLimitPerMinute: row.rate_limit_per_minute,
     allowedIps: row.allowed_ips ? Object.freeze([...row.allowed_ips]) : null,
     expiresAt: row.expires_at,
+    scopes: new Set(row.scopes ?? []),
   }) as GatewayPrincipal;
 }

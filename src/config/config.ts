@@ -4,6 +4,7 @@ import {
   IsEmail,
   IsIn,
   IsInt,
+  IsNumber,
   IsOptional,
   IsString,
   IsUrl,
@@ -29,6 +30,8 @@ const toBool = ({ value }: { value: unknown }) => {
   if (['0', 'false', 'no', 'off'].includes(v)) return false;
   return value;
 };
+const toNumber = ({ value }: { value: unknown }) =>
+  typeof value === 'string' && /^\s*\d+(\.\d+)?\s*$/.test(value) ? Number(value) : value;
 const emptyToUndefined = ({ value }: { value: unknown }) =>
   typeof value === 'string' && value.trim() === '' ? undefined : value;
 
@@ -222,6 +225,42 @@ export class Environment {
   @Min(10, { message: 'must be a whole number of milliseconds from 10 to 5000' })
   @Max(5000, { message: 'must be a whole number of milliseconds from 10 to 5000' })
   KEYWARD_USAGE_FLUSH_MS?: number;
+
+  // ---- limits and budgets (src/limits) ----
+  @IsOptional()
+  @Transform(toInt)
+  @IsInt({ message: 'must be a whole number of tokens from 1 to 10000000' })
+  @Min(1, { message: 'must be a whole number of tokens from 1 to 10000000' })
+  @Max(10_000_000, { message: 'must be a whole number of tokens from 1 to 10000000' })
+  KEYWARD_DEFAULT_MAX_OUTPUT_TOKENS?: number;
+
+  @IsOptional()
+  @Transform(toNumber)
+  @IsNumber({ allowNaN: false, allowInfinity: false }, { message: 'must be a number of USD from 0 to 100000' })
+  @Min(0, { message: 'must be a number of USD from 0 to 100000' })
+  @Max(100_000, { message: 'must be a number of USD from 0 to 100000' })
+  KEYWARD_UNPRICED_USD_PER_MILLION_TOKENS?: number;
+
+  @IsOptional()
+  @Transform(toInt)
+  @IsInt({ message: 'must be a whole number of milliseconds from 50 to 10000' })
+  @Min(50, { message: 'must be a whole number of milliseconds from 50 to 10000' })
+  @Max(10_000, { message: 'must be a whole number of milliseconds from 50 to 10000' })
+  KEYWARD_LIMITS_STORE_TIMEOUT_MS?: number;
+
+  @IsOptional()
+  @Transform(toInt)
+  @IsInt({ message: 'must be a whole number of tokens from 1 to 1000000000' })
+  @Min(1, { message: 'must be a whole number of tokens from 1 to 1000000000' })
+  @Max(1_000_000_000, { message: 'must be a whole number of tokens from 1 to 1000000000' })
+  KEYWARD_USAGE_REPORT_MAX_TOKENS?: number;
+
+  @IsOptional()
+  @Transform(toNumber)
+  @IsNumber({ allowNaN: false, allowInfinity: false }, { message: 'must be a number of USD from 0.01 to 1000000' })
+  @Min(0.01, { message: 'must be a number of USD from 0.01 to 1000000' })
+  @Max(1_000_000, { message: 'must be a number of USD from 0.01 to 1000000' })
+  KEYWARD_USAGE_REPORT_MAX_COST_USD?: number;
 }
 
 export interface KeywardConfig {
@@ -268,6 +307,16 @@ export interface KeywardConfig {
   };
   /** Usage events are written in batches this often (and sooner when many are waiting). */
   usageFlushMs: number;
+  /** Limits and budgets: the worst case reserved per request, and the bounds of reported usage. */
+  limits: {
+    defaultMaxOutputTokens: number;
+    /** Price assumed for a model without one; unset: such models are refused under a USD limit. */
+    unpricedUsdPerMillionTokens?: number;
+    /** Longest wait for the counters' store before counting in memory on this instance. */
+    storeTimeoutMs: number;
+    usageReportMaxTokens: number;
+    usageReportMaxCostUsd: number;
+  };
 }
 
 export class ConfigError extends Error {
@@ -355,5 +404,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): KeywardConfig 
       failover: raw.KEYWARD_FEATURE_FAILOVER ?? true,
     },
     usageFlushMs: raw.KEYWARD_USAGE_FLUSH_MS ?? 200,
+    limits: {
+      defaultMaxOutputTokens: raw.KEYWARD_DEFAULT_MAX_OUTPUT_TOKENS ?? 4096,
+      unpricedUsdPerMillionTokens: raw.KEYWARD_UNPRICED_USD_PER_MILLION_TOKENS,
+      storeTimeoutMs: raw.KEYWARD_LIMITS_STORE_TIMEOUT_MS ?? 2000,
+      usageReportMaxTokens: raw.KEYWARD_USAGE_REPORT_MAX_TOKENS ?? 10_000_000,
+      usageReportMaxCostUsd: raw.KEYWARD_USAGE_REPORT_MAX_COST_USD ?? 1000,
+    },
   };
 }

@@ -9,12 +9,13 @@ import { RefusalLog } from './refusal-log';
 import { GatewayScope } from './scope';
 import { UsageRecording } from './usage-record';
 import { UsageReportController } from './usage-report.controller';
+import { UsageReportService } from './usage-report.service';
 
 /** The gateway's handler is mounted by app.setup.ts ahead of Nest's router (see GatewayService). */
 @Module({
   imports: [AccessTokensModule, KeysModule],
   controllers: [UsageReportController],
-  providers: [KeyPool, Admission, GatewayScope, Failover, UsageRecording, RefusalLog, GatewayService],
+  providers: [KeyPool, Admission, GatewayScope, Failover, UsageRecording, RefusalLog, GatewayService, UsageReportService],
   exports: [GatewayService, KeyPool],
 })
 export class GatewayModule {}

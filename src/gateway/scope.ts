@@ -138,7 +138,7 @@ export class GatewayScope {
         'provider-not-allowed',
       );
     }
-    if (isDataGroup(endpoint.group) && !principal.scopes?.has(endpoint.group)) {
+    if (isDataGroup(endpoint.group) && !principal.scopes.has(endpoint.group)) {
       throw new GatewayProblem(
         403,
         'scope-not-granted',

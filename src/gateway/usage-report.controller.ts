@@ -6,29 +6,25 @@ import type { RateLimiter } from '../access-tokens/rate-limiter';
 import { SkipAudit } from '../audit/audit.decorator';
 import { Public } from '../auth/decorators';
 import { clientIp } from '../common/http';
-import { ProblemException, ValidationProblem } from '../common/problem';
-import { KeysService } from '../keys/keys.service';
-import { PricingService } from '../plugin-system/pricing.service';
-import { UsageRecorder } from '../usage/usage-recorder';
+import { ProblemException } from '../common/problem';
 import { ReportUsageDto } from './dto/report-usage.dto';
+import { UsageReportService } from './usage-report.service';
 
 /** Reports per access token and minute when the token sets no rate limit of its own. */
 const DEFAULT_REPORTS_PER_MINUTE = 600;
-const MAX_AGE_MS = 7 * 86_400_000;
 
 /**
  * `POST /api/usage`: an application that called a provider directly (with a key it got some
- * other way) tells Keyward what the call used, with its access token. Such records count against
- * the key's limit and show in reports like gateway traffic, marked `source: reported`.
+ * other way) tells Keyward what the call used, with its access token (which needs the
+ * `usage:report` scope). Such records count against the key's limit and the token's budgets and
+ * show in reports like gateway traffic, marked `source: reported`. Rules: UsageReportService.
  */
 @Controller('api/usage')
 export class UsageReportController {
   constructor(
     private readonly tokens: AccessTokensService,
     @Inject(RATE_LIMITER) private readonly limiter: RateLimiter,
-    private readonly keys: KeysService,
-    private readonly pricing: PricingService,
-    private readonly recorder: UsageRecorder,
+    private readonly reports: UsageReportService,
   ) {}
 
   @Post()
@@ -60,60 +56,6 @@ export class UsageReportController {
       );
     }
 
-    const key = await this.keys.get(dto.keyId).catch(() => null);
-    if (!key || key.revokedAt) {
-      throw new ValidationProblem([{ field: 'keyId', messages: ['keyId must be the id of an active stored key'] }]);
-    }
-    if (!this.tokens.allows(principal, key.provider, dto.model)) {
-      throw new ProblemException(
-        403,
-        'provider-not-allowed',
-        'Not allowed',
-        'This token may not use that key or model.',
-      );
-    }
-    const errors = [];
-    const timestamp = dto.timestamp ? new Date(dto.timestamp) : new Date();
-    if (timestamp.getTime() > Date.now() + 60_000 || timestamp.getTime() < Date.now() - MAX_AGE_MS) {
-      errors.push({ field: 'timestamp', messages: ['timestamp must be within the last 7 days'] });
-    }
-    if ((dto.cachedInputTokens ?? 0) > dto.inputTokens) {
-      errors.push({ field: 'cachedInputTokens', messages: ['cachedInputTokens must be at most inputTokens'] });
-    }
-    if (errors.length > 0) throw new ValidationProblem(errors);
-
-    const usage = {
-      inputTokens: dto.inputTokens,
-      outputTokens: dto.outputTokens,
-      cachedInputTokens: dto.cachedInputTokens ?? 0,
-      totalTokens: dto.inputTokens + dto.outputTokens,
-      ...(dto.cost !== undefined ? { costUsd: dto.cost } : {}),
-    };
-    const priced = await this.pricing.cost(key.provider, dto.model ?? '', usage);
-    this.recorder.record({
-      timestamp,
-      keyId: key.id,
-      provider: key.provider,
-      accessTokenId: principal.id,
-      endpoint: dto.endpoint,
-      model: dto.model ?? null,
-      ...usage,
-      cost: priced.cost,
-      unpriced: priced.unpriced,
-      latencyMs: dto.latencyMs ?? 0,
-      success: dto.success,
-      errorType: dto.success ? null : (dto.errorType ?? 'provider_error'),
-      status: null,
-      attempt: 1,
-      stream: false,
-      source: 'reported',
-    });
-    return {
-      accepted: true,
-      keyId: key.id,
-      totalTokens: usage.totalTokens,
-      cost: priced.cost,
-      unpriced: priced.unpriced,
-    };
+    return this.reports.report(principal, dto);
   }
 }

@@ -223,6 +223,11 @@ export interface ProviderPlugin {
   provisionKey?(adminSecret: string, options: ProvisionOptions): Promise<ProvisionedKey>;
   /** Deletes or disables a key minted by provisionKey (or known by its external id). */
   retireKey?(adminSecret: string, externalId: string, options?: RetireOptions): Promise<void>;
+  /**
+   * The longest answer `model` can give, in tokens; undefined when unknown. Limits reserve this
+   * as a request's output when the request sets no cap of its own.
+   */
+  maxOutputTokens?(model: string): number | undefined;
 }
 
 /** Identity: gives a plugin object literal its type without widening. */

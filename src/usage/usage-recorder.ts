@@ -27,6 +27,11 @@ export interface UsageRecord {
   attempt: number;
   stream: boolean;
   source: 'gateway' | 'reported';
+  /**
+   * True when LimitsService settled or charged this usage (the key's `usage_current` already has
+   * it): the counter update below leaves it out, so that nothing is counted twice.
+   */
+  countedByLimits?: boolean;
 }
 
 /** What a key's limit counts, per unit, for records not yet written. */
@@ -208,9 +213,11 @@ export class UsageRecorder implements OnApplicationShutdown {
     for (const r of batch) {
       if (!r.keyId) continue;
       const k = perKey.get(r.keyId) ?? { tokens: 0, requests: 0, usd: 0, lastUsed: r.timestamp };
-      k.tokens += r.totalTokens;
-      k.requests += countsAsRequest(r);
-      k.usd += r.cost;
+      if (!r.countedByLimits) {
+        k.tokens += r.totalTokens;
+        k.requests += countsAsRequest(r);
+        k.usd += r.cost;
+      }
       if (r.timestamp > k.lastUsed) k.lastUsed = r.timestamp;
       perKey.set(r.keyId, k);
       for (const [bucket, start] of [

@@ -285,4 +285,28 @@ describe('Gateway control: scope, headers, refusals', () => {
       await iso.close();
     }
   });
+
+  it('does not let one provider blip on the only key turn into a wall of 503s', async () => {
+    const keys = await request(t.http).get('/api/admin/api-keys?provider=openai&active=true').set(auth());
+    for (const key of keys.body.keys) {
+      await request(t.http).post(`/api/admin/api-keys/${key.id}/revoke`).set(auth()).expect(200);
+    }
+    const only = openai.generateKey({ kind: 'failing', status: 500 });
+    await addKey({ provider: 'openai', name: 'only', key: only });
+    const token = await accessToken();
+    const call = () =>
+      raw(
+        port,
+        'POST',
+        '/proxy/openai/v1/chat/completions',
+        { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+        chatBody,
+      );
+    expect((await call()).status).toBe(500);
+    // The provider is back at once; so must the key be.
+    openai.setKey(only, { kind: 'valid' });
+    const statuses = [];
+    for (let i = 0; i < 20; i++) statuses.push((await call()).status);
+    expect(statuses).toEqual(Array(20).fill(200));
+  });
 });

@@ -386,7 +386,7 @@ describe('Gateway: proxy, failover, limits and usage', () => {
 
   it('takes usage reports from applications that called a provider directly', async () => {
     const key = await addKey({ provider: 'groq', name: 'reported', key: groq.generateKey() });
-    const token = await accessToken();
+    const token = await accessToken({ scopes: ['usage:report'] });
     const report = (body: Record<string, unknown>, bearer: string | null = token) =>
       request(t.http)
         .post('/api/usage')
@@ -398,7 +398,10 @@ describe('Gateway: proxy, failover, limits and usage', () => {
     const bad = await report({ inputTokens: -1, outputTokens: 'many', timestamp: '2001-01-01T00:00:00Z' }).expect(400);
     expect(bad.body.errors.map((e: { field: string }) => e.field).sort()).toEqual(['inputTokens', 'outputTokens']);
     await report({ inputTokens: 1, outputTokens: 1, timestamp: '2001-01-01T00:00:00Z' }).expect(400);
-    await report({ inputTokens: 1, outputTokens: 1 }, await accessToken({ providers: ['openai'] })).expect(403);
+    await report(
+      { inputTokens: 1, outputTokens: 1 },
+      await accessToken({ providers: ['openai'], scopes: ['usage:report'] }),
+    ).expect(403);
 
     await t.app.get(UsageRecorder).flush();
     const [row] = await t.dataSource.query(

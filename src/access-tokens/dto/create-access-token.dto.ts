@@ -1,6 +1,8 @@
-import { Transform } from 'class-transformer';
+import { Transform, Type } from 'class-transformer';
 import {
   ArrayMaxSize,
+  IsIn,
+  ValidateNested,
   ArrayMinSize,
   IsArray,
   IsISO8601,
@@ -14,6 +16,8 @@ import {
 } from 'class-validator';
 import { normalizeIpRule } from '../ip-rules';
 import { IsWholeNumber } from '../../common/validators';
+import { TOKEN_SCOPES } from '../access-tokens.constants';
+import { BudgetDto } from './budget.dto';
 
 const IP_RULE_MESSAGE =
   'each allowedIps entry must be an IPv4 or IPv6 address or a CIDR range such as 10.0.0.0/8 or 2001:db8::/32';
@@ -78,4 +82,35 @@ export class CreateAccessTokenDto {
   @ArrayMaxSize(100, { message: 'allowedIps must list at most 100 entries' })
   @IsIpRule({ each: true })
   allowedIps?: string[];
+
+  /** Grants beyond inference: data endpoint groups and `usage:report`. Empty or absent: none. */
+  @IsOptional()
+  @IsArray({ message: `scopes must be a list drawn from ${TOKEN_SCOPES.join(', ')}` })
+  @ArrayMaxSize(TOKEN_SCOPES.length, { message: `scopes must list each of ${TOKEN_SCOPES.join(', ')} at most once` })
+  @IsIn(TOKEN_SCOPES, { each: true, message: `each scopes entry must be one of ${TOKEN_SCOPES.join(', ')}` })
+  scopes?: string[];
+
+  /** Several at once, at most one per unit and period. */
+  @IsOptional()
+  @IsArray({ message: 'budgets must be a list of {unit, period, limit}' })
+  @ArrayMaxSize(12, { message: 'budgets must list at most 12 budgets' })
+  @ValidateNested({ each: true })
+  @Type(() => BudgetDto)
+  budgets?: BudgetDto[];
+}
+
+/** `PATCH`: what changes; fields left out stay as they are. */
+export class UpdateAccessTokenDto {
+  @IsOptional()
+  @IsArray({ message: `scopes must be a list drawn from ${TOKEN_SCOPES.join(', ')}` })
+  @ArrayMaxSize(TOKEN_SCOPES.length, { message: `scopes must list each of ${TOKEN_SCOPES.join(', ')} at most once` })
+  @IsIn(TOKEN_SCOPES, { each: true, message: `each scopes entry must be one of ${TOKEN_SCOPES.join(', ')}` })
+  scopes?: string[];
+
+  @IsOptional()
+  @IsArray({ message: 'budgets must be a list of {unit, period, limit}' })
+  @ArrayMaxSize(12, { message: 'budgets must list at most 12 budgets' })
+  @ValidateNested({ each: true })
+  @Type(() => BudgetDto)
+  budgets?: BudgetDto[];
 }

@@ -18,8 +18,15 @@ const MAX_TOKENS = 100_000_000;
 
 /** A call an application made to a provider directly, reported so that Keyward counts it. */
 export class ReportUsageDto {
+  /** The stored key the call used; leave it out for a key Keyward does not hold (name `provider`). */
+  @IsOptional()
   @IsUUID('4', { message: 'keyId must be the id of a stored key' })
-  keyId!: string;
+  keyId?: string;
+
+  @IsOptional()
+  @IsString({ message: 'provider must be a provider id such as openai' })
+  @Matches(/^[a-z][a-z0-9-]{0,63}$/, { message: 'provider must be a provider id such as openai' })
+  provider?: string;
 
   @IsString()
   @Matches(/^\//, { message: 'endpoint must be a path such as /chat/completions' })
