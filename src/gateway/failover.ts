@@ -3,12 +3,17 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { type Dispatcher, errors as undiciErrors } from 'undici';
 import { KEYWARD_CONFIG } from '../config/config.constants';
 import type { KeywardConfig } from '../config/config';
-import type {
-  ClassifiedError,
-  OutgoingRequest,
-  ProviderErrorType,
-  ProviderPlugin,
+import {
+  usageKindOf,
+  type ClassifiedError,
+  type OutgoingRequest,
+  type ProviderErrorType,
+  type ProviderPlugin,
+  type UsageCount,
 } from '../plugin-system/provider-plugin';
+import { LimitsService } from '../limits/limits.service';
+import type { Reservation, UsageAmount, WorstCase } from '../limits/limits.types';
+import { CHARS_PER_TOKEN, estimateInputTokens } from '../limits/worst-case';
 import { GatewayProblem } from './gateway-problem';
 import type { Call } from './gateway-call';
 import { KeyPool, type PooledKey, type Unusable } from './key-pool';
@@ -45,6 +50,7 @@ export class Failover implements OnModuleDestroy {
   constructor(
     private readonly pool: KeyPool,
     private readonly usage: UsageRecording,
+    private readonly limits: LimitsService,
     @Inject(KEYWARD_CONFIG) private readonly config: KeywardConfig,
   ) {}
 
@@ -71,15 +77,23 @@ export class Failover implements OnModuleDestroy {
     let last: { failure: ProviderFailure; secret: string } | undefined;
     let lastType: ProviderErrorType | undefined;
     let tried = 0;
+    let fullKeys = 0;
+    let worst: Promise<WorstCase> | undefined;
     for (let i = 0; i < order.length && tried < attempts; i++) {
       const key = order[i];
       // A key may have run out while this request waited for another attempt.
       if (tried > 0 && this.pool.unusable(key, Date.now())) continue;
       const secret = this.pool.trySecretOf(key);
       if (secret === null) continue;
+      const reservation = await this.reserve(call, key, () => (worst ??= this.worstCase(call)));
+      if (reservation === 'key-full') {
+        reasons.set('over-limit', (reasons.get('over-limit') ?? 0) + 1);
+        fullKeys++;
+        continue;
+      }
       tried++;
       const othersUsable = order.some((k) => k !== key && !this.pool.unusable(k, Date.now()));
-      const outcome = await this.attempt(call, key, secret, tried, tried === attempts, othersUsable);
+      const outcome = await this.attempt(call, key, secret, tried, tried === attempts, othersUsable, reservation);
       if (outcome.done) return;
       if (outcome.failure) last = { failure: outcome.failure, secret: outcome.secret };
       lastType = outcome.type;
@@ -92,7 +106,9 @@ export class Failover implements OnModuleDestroy {
     // Every attempt failed with an error worth failing over for: the last provider answer is
     // passed through where there is one, else Keyward says why.
     if (last) return passThrough(call.res, last.failure, tried, last.secret);
-    if (tried === 0) return this.noKey(call, all.length, new Map([['unhealthy', all.length]]));
+    if (tried === 0) {
+      return this.noKey(call, all.length, fullKeys > 0 ? reasons : new Map([['unhealthy', all.length]]));
+    }
     throw new GatewayProblem(
       lastType === 'timeout' ? 504 : 502,
       lastType === 'timeout' ? 'upstream-timeout' : 'upstream-failed',
@@ -112,6 +128,7 @@ export class Failover implements OnModuleDestroy {
     attempt: number,
     isLast: boolean,
     othersUsable: boolean,
+    reservation: Reservation | undefined,
   ): Promise<AttemptResult> {
     const started = performance.now();
     const outgoing: OutgoingRequest = {
@@ -153,18 +170,27 @@ export class Failover implements OnModuleDestroy {
       if (abort.signal.aborted) {
         // The client left: nothing is wrong with the key, and nobody is waiting for another try.
         this.pool.unpicked(key);
-        void this.usage.attempt(
-          call,
-          key,
-          attempt,
-          started,
-          { success: false, errorType: 'client_aborted', status: null },
-          release,
-        );
+        void this.usage
+          .attempt(
+            call,
+            key,
+            attempt,
+            started,
+            {
+              success: false,
+              errorType: 'client_aborted',
+              status: null,
+              usage: this.abandonedUsage(call, 0),
+              countedByLimits: reservation !== undefined,
+            },
+            release,
+          )
+          .then((record) => this.settle(reservation, record));
         return { done: true };
       }
       const code = (error as { code?: string }).code ?? '';
       const type: ProviderErrorType = error instanceof undiciErrors.HeadersTimeoutError ? 'timeout' : 'provider_error';
+      if (reservation) this.limits.release(reservation);
       void this.usage.attempt(call, key, attempt, started, { success: false, errorType: type, status: null }, release);
       await this.pool.markFailure(key, type, undefined, (error as Error).message, othersUsable);
       return { done: false, type, secret, mayHaveAccepted: !NOT_SENT.has(code) };
@@ -174,6 +200,8 @@ export class Failover implements OnModuleDestroy {
       call.res.off('close', onClose);
       const body = decodeError(await readLimited(response.body, MAX_ERROR_BODY), response.headers['content-encoding']);
       const classified = classify(call.plugin, response.statusCode, response.headers, body);
+      // A provider's error answer did no billable work.
+      if (reservation) this.limits.release(reservation);
       void this.usage.attempt(
         call,
         key,
@@ -205,7 +233,13 @@ export class Failover implements OnModuleDestroy {
     call.res.off('close', onClose);
     this.pool.markSuccess(key);
     const result = await relay(call, response, attempt);
-    void this.usage.attempt(
+    // An abandoned stream still counts: the provider's usage where it came, else an estimate of
+    // the input and the output relayed so far.
+    const usage =
+      result.complete || usageKindOf(call.target.endpoint) !== 'billable'
+        ? result.usage
+        : this.abandonedUsage(call, result.relayedDataBytes, result.usage);
+    const record = await this.usage.attempt(
       call,
       key,
       attempt,
@@ -214,11 +248,79 @@ export class Failover implements OnModuleDestroy {
         success: result.complete,
         errorType: result.complete ? null : 'client_aborted',
         status: response.statusCode,
-        usage: result.usage,
+        usage,
+        countedByLimits: reservation !== undefined,
       },
       release,
     );
+    this.settle(reservation, record);
     return { done: true };
+  }
+
+  /**
+   * Holds the call's worst case against the key's limit and the token's budgets (one round trip,
+   * only when either has one). `key-full`: this key's limit is reached, another may serve; a
+   * spent token budget ends the call with 429.
+   */
+  private async reserve(
+    call: Call,
+    key: PooledKey,
+    worst: () => Promise<WorstCase>,
+  ): Promise<Reservation | 'key-full' | undefined> {
+    if (!this.limits.applies(key.id, call.principal.id)) return undefined;
+    const reserved = await this.limits.reserve({
+      keyId: key.id,
+      accessTokenId: call.principal.id,
+      worstCase: await worst(),
+    });
+    if (reserved.ok) return reserved;
+    if (reserved.scope === 'key') return 'key-full';
+    this.usage.refused({
+      provider: call.provider,
+      accessTokenId: call.principal.id,
+      endpoint: call.target.endpoint.path,
+      model: call.model,
+      stream: call.streaming,
+      status: 429,
+      errorType: 'budget_exceeded',
+    });
+    throw new GatewayProblem(
+      429,
+      'budget-exceeded',
+      'Budget reached',
+      reserved.detail,
+      reserved.resetAt
+        ? { 'retry-after': String(Math.max(1, Math.ceil((reserved.resetAt.getTime() - Date.now()) / 1000))) }
+        : {},
+      'budget-exceeded',
+    );
+  }
+
+  private worstCase(call: Call): Promise<WorstCase> {
+    if (usageKindOf(call.target.endpoint) !== 'billable') {
+      return Promise.resolve({ tokens: 0, usd: 0, requests: 1, unpriced: false });
+    }
+    return this.limits.worstCaseFor({
+      provider: call.provider,
+      model: call.model,
+      body: call.json,
+      rawLength: call.body?.length ?? Number(call.req.headers['content-length'] ?? 0),
+      endpoint: call.target.endpoint.path,
+    });
+  }
+
+  /** What an abandoned call is counted as when the provider's own count never came. */
+  private abandonedUsage(call: Call, relayedDataBytes: number, partial?: UsageCount): UsageCount {
+    // The provider's own partial count (Anthropic's message_start) wins where it has one.
+    const inputTokens = partial?.inputTokens || estimateInputTokens(call.json, call.body?.length ?? 0);
+    const outputTokens = Math.max(partial?.outputTokens ?? 0, Math.ceil(relayedDataBytes / CHARS_PER_TOKEN));
+    return { inputTokens, outputTokens, totalTokens: inputTokens + outputTokens, model: call.model ?? undefined };
+  }
+
+  private settle(reservation: Reservation | undefined, record: { totalTokens: number; cost: number }): void {
+    if (!reservation) return;
+    const actual: UsageAmount = { tokens: record.totalTokens, usd: record.cost, requests: 1 };
+    this.limits.settle(reservation, actual);
   }
 
   private noKey(call: Call, total: number, reasons: Map<Unusable, number>): void {

@@ -15,7 +15,16 @@ import { UsageReportService } from './usage-report.service';
 @Module({
   imports: [AccessTokensModule, KeysModule],
   controllers: [UsageReportController],
-  providers: [KeyPool, Admission, GatewayScope, Failover, UsageRecording, RefusalLog, GatewayService, UsageReportService],
+  providers: [
+    KeyPool,
+    Admission,
+    GatewayScope,
+    Failover,
+    UsageRecording,
+    RefusalLog,
+    GatewayService,
+    UsageReportService,
+  ],
   exports: [GatewayService, KeyPool],
 })
 export class GatewayModule {}

@@ -10,6 +10,8 @@ export interface AttemptOutcome {
   errorType: string | null;
   status: number | null;
   usage?: UsageCount;
+  /** The limits service settled this usage against the key's counter (see UsageRecord). */
+  countedByLimits?: boolean;
 }
 
 /** Requests Keyward answered itself, for the usage reports: who, what, and why it was refused. */
@@ -65,6 +67,7 @@ export class UsageRecording {
       attempt,
       stream: call.streaming,
       source: 'gateway' as const,
+      countedByLimits: outcome.countedByLimits,
     };
     if (!usage) {
       const record: UsageRecord = { ...base, cost: 0, unpriced: false };
