@@ -115,6 +115,17 @@ describe('Gateway control: scope, headers, refusals', () => {
     expect(openai.requests.length + anthropic.requests.length).toBe(before);
   });
 
+  it('lets a token with the files grant reach the files endpoints, and only those data groups', async () => {
+    const token = await accessToken({ scopes: ['files'] });
+    const before = openai.requests.length;
+    const files = await raw(port, 'GET', '/proxy/openai/v1/files', { authorization: `Bearer ${token}` });
+    expect(files.status).not.toBe(403);
+    expect(openai.requests.slice(before).map((r) => `${r.method} ${r.path}`)).toEqual(['GET /v1/files']);
+    const batches = await raw(port, 'GET', '/proxy/openai/v1/batches', { authorization: `Bearer ${token}` });
+    expect(batches.status).toBe(403);
+    expect(openai.requests.length).toBe(before + 1);
+  });
+
   it('still serves the listed endpoints through the official SDK', async () => {
     const client = new OpenAI({ apiKey: await accessToken(), baseURL: `http://127.0.0.1:${port}/proxy/openai/v1` });
     const completion = await client.chat.completions.create({
