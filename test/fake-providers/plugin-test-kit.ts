@@ -3,7 +3,7 @@
  * the gateway would (through the plugin's authorize) and replay a streamed answer in pieces.
  */
 import type { ProviderPlugin, StreamUsageTap } from '../../src/plugin-system/provider-plugin';
-import { SseReader, type SseEvent } from '../../src/plugin-system/sse';
+import { SseDecoder, type SseEvent } from '../../src/plugin-system/sse';
 
 export interface RawAnswer {
   status: number;
@@ -73,13 +73,17 @@ export function feedTap(tap: StreamUsageTap, bytes: Buffer, seed: number): Strea
   for (const chunk of randomChunks(bytes, seed)) {
     tap.push(chunk);
   }
+  void tap.end?.();
   return tap;
 }
 
+/** The events of a stream that carry data (comments and keep-alives left out). */
 export function sseEvents(bytes: Buffer): SseEvent[] {
   const events: SseEvent[] = [];
-  const reader = new SseReader((event) => events.push(event));
-  reader.push(bytes);
-  reader.end();
+  const decoder = new SseDecoder((event) => {
+    if (event.data !== '') events.push(event);
+  });
+  decoder.push(bytes);
+  decoder.end();
   return events;
 }
