@@ -213,6 +213,11 @@ export abstract class FakeProvider {
   compressAnyway: FakeCoding | undefined;
   /** Cut every stream (SSE and binary) into these pieces; unset writes each event at once. */
   splitStream: StreamSplit | undefined;
+  /**
+   * Milliseconds between a stream's last event and the end of its body, as real providers
+   * take: a client that closes on `data: [DONE]` leaves before the body ends.
+   */
+  streamEndDelayMs = 0;
 
   protected readonly models: string[];
   /** Only a caller-given model list is enforced, so ad-hoc model names work by default. */
@@ -319,6 +324,7 @@ export abstract class FakeProvider {
     this.organizationRequests.length = 0;
     this.compressAnyway = undefined;
     this.splitStream = undefined;
+    this.streamEndDelayMs = 0;
     this.keys.clear();
     this.requestCounts.clear();
     this.tokenCounts.clear();
@@ -664,10 +670,13 @@ export abstract class FakeProvider {
         );
       }
     };
+    const endDelayMs = this.streamEndDelayMs;
     const finish = (): void => {
-      queue = queue.then(() => {
-        if (!res.destroyed && !res.writableEnded) res.end();
-      });
+      queue = queue
+        .then(() => (endDelayMs > 0 ? new Promise<void>((resolve) => setTimeout(resolve, endDelayMs)) : undefined))
+        .then(() => {
+          if (!res.destroyed && !res.writableEnded) res.end();
+        });
     };
     let writer: BodyWriter;
     const coding = this.compressAnyway;
