@@ -24,7 +24,10 @@ import {
   sendRequest,
   setHeader,
   sseUsageTap,
+  usageKindOf,
   verifyWithRequest,
+  zeroUsage,
+  fixedUsageTap,
   type ClassifiedError,
   type HeadersLike,
   type ProviderConfig,
@@ -195,12 +198,22 @@ export function createPlugin(options: AnthropicPluginOptions = {}): ProviderPlug
       });
     },
 
-    usageFrom(json) {
+    /**
+     * Messages answers carry `usage`. count_tokens (`{ input_tokens }` is a count, not usage),
+     * message batches (billed when they run) and every retrieval are `read` routes: 0 tokens.
+     */
+    usageFrom(json, endpoint) {
       const body = asRecord(json);
+      if (endpoint && usageKindOf(endpoint) === 'read') {
+        return zeroUsage(asString(body.model));
+      }
       return usageFromAnthropic(body.usage, asString(body.model));
     },
 
-    createStreamTap() {
+    createStreamTap(endpoint) {
+      if (endpoint && usageKindOf(endpoint) === 'read') {
+        return fixedUsageTap(zeroUsage());
+      }
       let usage: UsageCount | undefined;
       return sseUsageTap(
         (event) => {

@@ -18,7 +18,13 @@ import {
   resolveBaseUrl,
   setHeader,
   usageEventTap,
+  usageKindOf,
   verifyWithRequest,
+  zeroUsage,
+  fixedUsageTap,
+  inputOutputUsage,
+  isRecord,
+  type ProviderEndpoint,
   type ClassifiedError,
   type HeadersLike,
   type ProviderConfig,
@@ -65,11 +71,25 @@ export function classifyGroqError(status: number, headers: HeadersLike, body: un
   return classified;
 }
 
-/** Non-streamed answers carry `usage`; streamed ones put it into `x_groq.usage` of the last chunk. */
-function usageOf(json: unknown): UsageCount | undefined {
+/**
+ * Non-streamed chat answers carry `usage`; streamed ones put it into `x_groq.usage` of the last
+ * chunk; the Responses API uses `input_tokens` / `output_tokens` (its stream ends with
+ * `response.completed`, `response.incomplete` or `response.failed` carrying the response).
+ * Transcriptions carry no token usage (Groq bills audio by the hour): 0 tokens, one request.
+ */
+function usageOf(json: unknown, endpoint?: ProviderEndpoint): UsageCount | undefined {
   const body = asRecord(json);
   const model = asString(body.model);
-  return openAiStyleUsage(body.usage, model) ?? openAiStyleUsage(asRecord(body.x_groq).usage, model);
+  if (endpoint && usageKindOf(endpoint) === 'read') {
+    return zeroUsage(model);
+  }
+  const response = isRecord(body.response) ? body.response : undefined;
+  const found =
+    openAiStyleUsage(body.usage, model) ??
+    openAiStyleUsage(asRecord(body.x_groq).usage, model) ??
+    inputOutputUsage(body.usage, model) ??
+    (response ? inputOutputUsage(response.usage, asString(response.model)) : undefined);
+  return found ?? (endpoint?.group === 'audio' ? zeroUsage(model) : undefined);
 }
 
 export function createPlugin(options: GroqPluginOptions = {}): ProviderPlugin {
@@ -106,7 +126,10 @@ export function createPlugin(options: GroqPluginOptions = {}): ProviderPlugin {
     usageFrom: usageOf,
 
     // Groq puts the usage of a stream into `x_groq.usage` of its last chunk; usageOf reads both.
-    createStreamTap: () => usageEventTap(usageOf),
+    createStreamTap: (endpoint) =>
+      endpoint && usageKindOf(endpoint) === 'read'
+        ? fixedUsageTap(zeroUsage())
+        : usageEventTap((json) => usageOf(json)),
 
     classifyError: classifyGroqError,
     rateLimitsFrom: (headers) => openAiStyleRateLimits(headers),

@@ -23,7 +23,12 @@ import {
   sendRequest,
   setHeader,
   sseUsageTap,
+  usageKindOf,
   verifyWithRequest,
+  zeroUsage,
+  fixedUsageTap,
+  inputOutputUsage,
+  type ProviderEndpoint,
   type ClassifiedError,
   type HeadersLike,
   type PreparedStreamingRequest,
@@ -69,33 +74,72 @@ function organizationHeaders(organizationId: string | undefined): Record<string,
   return headers;
 }
 
-/** Chat Completions and legacy Completions report usage in `usage`; Responses in its own shape. */
-function usageFromBody(json: unknown): UsageCount | undefined {
+/**
+ * Usage of a JSON answer, by endpoint. Every call is one request; the tokens come from:
+ * - chat, completions, embeddings: `usage.prompt_tokens` / `completion_tokens`;
+ * - responses, gpt-image images, gpt-4o transcriptions: `usage.input_tokens` / `output_tokens`;
+ * - moderations: none (free), so 0 tokens;
+ * - DALL·E images (no usage object): one output unit per image, priced per image in pricing.json;
+ * - whisper-1 transcriptions and translations (`usage.type: "duration"`): the seconds of audio,
+ *   rounded up, as input units, priced per second in pricing.json;
+ * - `read` routes (retrieving a stored completion or response, listing, deleting, creating a
+ *   batch or file): 0 tokens, even though a retrieved completion repeats its usage.
+ */
+function usageFromBody(json: unknown, endpoint?: ProviderEndpoint): UsageCount | undefined {
   const body = asRecord(json);
   const model = asString(body.model);
-  const chat = openAiStyleUsage(body.usage, model);
-  if (chat) {
-    return chat;
+  if (endpoint && usageKindOf(endpoint) === 'read') {
+    return zeroUsage(model);
   }
-  const usage = asRecord(body.usage);
-  const input = asNumber(usage.input_tokens);
-  if (input === undefined) {
+  const found = openAiStyleUsage(body.usage, model) ?? inputOutputUsage(body.usage, model);
+  if (found || !endpoint) {
+    return found;
+  }
+  switch (endpoint.group) {
+    case 'moderations':
+      return zeroUsage(model);
+    case 'images': {
+      const images = Array.isArray(body.data) ? body.data.length : 0;
+      return { inputTokens: 0, outputTokens: images, totalTokens: images, ...(model ? { model } : {}) };
+    }
+    case 'audio': {
+      const usage = asRecord(body.usage);
+      const seconds = usage.type === 'duration' ? asNumber(usage.seconds) : asNumber(body.duration);
+      const units = seconds === undefined ? 0 : Math.ceil(seconds);
+      return { inputTokens: units, outputTokens: 0, totalTokens: units, ...(model ? { model } : {}) };
+    }
+    default:
+      return undefined;
+  }
+}
+
+/** TTS models priced per character of input; gpt-4o-mini-tts is priced per token instead. */
+const CHARACTER_PRICED_SPEECH = new Set(['tts-1', 'tts-1-hd']);
+
+/** Speech answers are audio bytes: tts-1 and tts-1-hd are counted as the input's characters. */
+function usageFromSpeechRequest(json: unknown, endpoint?: ProviderEndpoint): UsageCount | undefined {
+  const body = asRecord(json);
+  const model = asString(body.model);
+  if (endpoint?.path !== '/audio/speech' || model === undefined || !CHARACTER_PRICED_SPEECH.has(model)) {
     return undefined;
   }
-  const output = asNumber(usage.output_tokens) ?? 0;
-  const count: UsageCount = {
-    inputTokens: input,
-    outputTokens: output,
-    totalTokens: asNumber(usage.total_tokens) ?? input + output,
-  };
-  const cached = asNumber(asRecord(usage.input_tokens_details).cached_tokens);
-  if (cached !== undefined && cached > 0) {
-    count.cachedInputTokens = cached;
+  const characters = [...(asString(body.input) ?? '')].length;
+  return { inputTokens: characters, outputTokens: 0, totalTokens: characters, model };
+}
+
+/** Responses streams end with one of these, each carrying the whole response and its usage. */
+const RESPONSE_TERMINAL_EVENTS = new Set(['response.completed', 'response.incomplete', 'response.failed']);
+
+/** The usage in one event of a Chat Completions, Completions, Responses, transcription or speech stream. */
+function usageFromStreamEvent(data: string): UsageCount | undefined {
+  const chunk = asRecord(parseJson(data));
+  const type = asString(chunk.type);
+  if (type !== undefined && RESPONSE_TERMINAL_EVENTS.has(type)) {
+    const response = asRecord(chunk.response);
+    return inputOutputUsage(response.usage, asString(response.model));
   }
-  if (model !== undefined) {
-    count.model = model;
-  }
-  return count;
+  // transcript.text.done, speech.audio.done, image_generation.completed carry a usage object.
+  return openAiStyleUsage(chunk.usage, asString(chunk.model)) ?? inputOutputUsage(chunk.usage, asString(chunk.model));
 }
 
 function isUsageOnlyChunk(data: string): boolean {
@@ -188,22 +232,19 @@ export function createPlugin(options: OpenAiPluginOptions = {}): ProviderPlugin 
 
     usageFrom: usageFromBody,
 
-    createStreamTap() {
+    usageFromRequest: usageFromSpeechRequest,
+
+    createStreamTap(endpoint) {
+      if (endpoint && usageKindOf(endpoint) === 'read') {
+        // Replaying a stored response (`GET /responses/{id}?stream=true`) is not new usage.
+        return fixedUsageTap(zeroUsage());
+      }
       let usage: UsageCount | undefined;
       return sseUsageTap(
         (event) => {
           // Content chunks are the bulk of a stream and never carry a count: skip parsing them.
-          if (!event.data.includes('"usage"')) {
-            return;
-          }
-          const chunk = asRecord(parseJson(event.data));
-          // Responses API streams end with `response.completed` carrying the whole response.
-          const found =
-            chunk.type === 'response.completed'
-              ? usageFromBody(chunk.response)
-              : openAiStyleUsage(chunk.usage, asString(chunk.model));
-          if (found) {
-            usage = found;
+          if (event.data.includes('"usage"')) {
+            usage = usageFromStreamEvent(event.data) ?? usage;
           }
         },
         () => usage,

@@ -21,7 +21,13 @@ import {
   sendRequest,
   setHeader,
   usageEventTap,
+  usageKindOf,
   verifyWithRequest,
+  zeroUsage,
+  fixedUsageTap,
+  inputOutputUsage,
+  isRecord,
+  type ProviderEndpoint,
   type ClassifiedError,
   type HeadersLike,
   type ProviderConfig,
@@ -89,9 +95,24 @@ export function openRouterRateLimits(headers: HeadersLike, now = Date.now()): Ra
   return snapshot;
 }
 
-function usageOf(json: unknown): UsageCount | undefined {
+/**
+ * OpenRouter's usage carries its own USD `cost`, which wins over Keyward's price table. Chat,
+ * completions and embeddings use the OpenAI shape; the Responses API uses `input_tokens` (its
+ * stream ends with a `response.completed` / `.incomplete` / `.failed` event carrying the
+ * response). `GET /generation` reads back a past call: 0 tokens.
+ */
+function usageOf(json: unknown, endpoint?: ProviderEndpoint): UsageCount | undefined {
   const body = asRecord(json);
-  return openAiStyleUsage(body.usage, asString(body.model));
+  const model = asString(body.model);
+  if (endpoint && usageKindOf(endpoint) === 'read') {
+    return zeroUsage(model);
+  }
+  const response = isRecord(body.response) ? body.response : undefined;
+  return (
+    openAiStyleUsage(body.usage, model) ??
+    inputOutputUsage(body.usage, model) ??
+    (response ? inputOutputUsage(response.usage, asString(response.model)) : undefined)
+  );
 }
 
 export function createPlugin(options: OpenRouterPluginOptions = {}): ProviderPlugin {
@@ -161,7 +182,10 @@ export function createPlugin(options: OpenRouterPluginOptions = {}): ProviderPlu
     usageFrom: usageOf,
 
     // The usage (with cost) arrives in the last message.
-    createStreamTap: () => usageEventTap(usageOf),
+    createStreamTap: (endpoint) =>
+      endpoint && usageKindOf(endpoint) === 'read'
+        ? fixedUsageTap(zeroUsage())
+        : usageEventTap((json) => usageOf(json)),
 
     classifyError: classifyOpenRouterError,
     rateLimitsFrom: openRouterRateLimits,

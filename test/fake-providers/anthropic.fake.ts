@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
+import { cutInto, toolCallFor, type ToolCall } from './openai-compatible';
 import {
   contentTexts,
   ErrorBehaviour,
@@ -66,6 +67,8 @@ export class AnthropicFakeProvider extends FakeProvider {
 
   override reset(): void {
     super.reset();
+    this.batches.clear();
+    this.files.clear();
     this.adminKey = undefined;
     this.apiKeys.clear();
   }
@@ -161,12 +164,23 @@ export class AnthropicFakeProvider extends FakeProvider {
     this.sendError(ctx, { status: 500, type: 'api_error', message: 'Internal server error' });
   }
 
+  protected override isOrganizationPath(path: string): boolean {
+    return path === '/v1/organizations' || path.startsWith('/v1/organizations/');
+  }
+
   protected async route(ctx: RequestContext): Promise<void> {
     if (ctx.path.startsWith('/v1/organizations/')) {
       this.routeAdmin(ctx);
       return;
     }
-    const known = ctx.path === '/v1/models' || ctx.path.startsWith('/v1/models/');
+    const known =
+      ctx.path === '/v1/models' ||
+      ctx.path.startsWith('/v1/models/') ||
+      ctx.path === '/v1/messages/count_tokens' ||
+      ctx.path === '/v1/messages/batches' ||
+      ctx.path.startsWith('/v1/messages/batches/') ||
+      ctx.path === '/v1/files' ||
+      ctx.path.startsWith('/v1/files/');
     if (!known && ctx.path !== '/v1/messages') {
       this.sendError(ctx, { status: 404, type: 'not_found_error', message: 'Not found' });
       return;
@@ -200,6 +214,12 @@ export class AnthropicFakeProvider extends FakeProvider {
       }
     } else if (ctx.method === 'POST' && ctx.path === '/v1/messages') {
       await this.messages(ctx);
+    } else if (ctx.method === 'POST' && ctx.path === '/v1/messages/count_tokens') {
+      await this.countTokens(ctx);
+    } else if (ctx.path.startsWith('/v1/messages/batches')) {
+      await this.routeBatches(ctx);
+    } else if (ctx.path.startsWith('/v1/files')) {
+      await this.routeFiles(ctx);
     } else {
       this.sendError(ctx, { status: 405, type: 'invalid_request_error', message: 'Method not allowed' });
     }
@@ -244,11 +264,16 @@ export class AnthropicFakeProvider extends FakeProvider {
       stop_reason: null as string | null,
       stop_sequence: null,
     };
-    const stopReason = plan.truncated ? 'max_tokens' : 'end_turn';
+    const toolUse = this.toolUseFor(body);
+    const stopReason = toolUse ? 'tool_use' : plan.truncated ? 'max_tokens' : 'end_turn';
     if (body.stream !== true) {
       const sent = this.sendJson(ctx, 200, {
         ...message,
-        content: [{ type: 'text', text: plan.text }],
+        content: [
+          toolUse
+            ? { type: 'tool_use', id: toolUse.id, name: toolUse.name, input: JSON.parse(toolUse.arguments) }
+            : { type: 'text', text: plan.text },
+        ],
         stop_reason: stopReason,
         usage: this.usageBody(usage, usage.output),
       });
@@ -258,7 +283,25 @@ export class AnthropicFakeProvider extends FakeProvider {
       }
       return;
     }
-    await this.streamMessage(ctx, behaviour, message, plan.pieces, usage, stopReason);
+    await this.streamMessage(ctx, behaviour, message, plan.pieces, usage, stopReason, toolUse);
+  }
+
+  /** Calls the first tool offered unless the last user message already carries a tool result. */
+  private toolUseFor(body: Record<string, unknown>): ToolCall | undefined {
+    const tools = Array.isArray(body.tools) ? body.tools : [];
+    const messages = Array.isArray(body.messages) ? body.messages : [];
+    const last: unknown = messages[messages.length - 1];
+    const answered =
+      isRecord(last) &&
+      Array.isArray(last.content) &&
+      last.content.some((block: unknown) => isRecord(block) && block.type === 'tool_result');
+    if (answered || (isRecord(body.tool_choice) && body.tool_choice.type === 'none')) return undefined;
+    return toolCallFor(
+      tools.flatMap((tool: unknown) =>
+        isRecord(tool) && typeof tool.name === 'string' ? [{ name: tool.name, schema: tool.input_schema }] : [],
+      ),
+      'toolu_01',
+    );
   }
 
   private async streamMessage(
@@ -268,6 +311,7 @@ export class AnthropicFakeProvider extends FakeProvider {
     pieces: string[],
     usage: ReportedUsage,
     stopReason: string,
+    toolUse?: ToolCall,
   ): Promise<void> {
     if (!this.openSse(ctx)) {
       return;
@@ -275,7 +319,16 @@ export class AnthropicFakeProvider extends FakeProvider {
     // Like the real API: the start event reports the input and a placeholder output of 1.
     const opening = [
       ['message_start', { type: 'message_start', message: { ...message, usage: this.usageBody(usage, 1) } }],
-      ['content_block_start', { type: 'content_block_start', index: 0, content_block: { type: 'text', text: '' } }],
+      [
+        'content_block_start',
+        {
+          type: 'content_block_start',
+          index: 0,
+          content_block: toolUse
+            ? { type: 'tool_use', id: toolUse.id, name: toolUse.name, input: {} }
+            : { type: 'text', text: '' },
+        },
+      ],
       ['ping', { type: 'ping' }],
     ] as const;
     for (const [event, data] of opening) {
@@ -283,11 +336,24 @@ export class AnthropicFakeProvider extends FakeProvider {
         return;
       }
     }
+    if (toolUse) {
+      // Tool input streams as pieces of JSON text.
+      pieces = [];
+      for (const piece of cutInto(toolUse.arguments, 3)) {
+        await this.pause();
+        const delta = {
+          type: 'content_block_delta',
+          index: 0,
+          delta: { type: 'input_json_delta', partial_json: piece },
+        };
+        if (!this.sseEvent(ctx, 'content_block_delta', delta)) return;
+      }
+    }
     const failure = behaviour.midStreamError;
     const failAfter = Math.min(Math.max(0, failure?.afterChunks ?? 1), pieces.length);
     const halfway = Math.floor(pieces.length / 2);
     for (let index = 0; index <= pieces.length; index += 1) {
-      await this.pause();
+      if (!(toolUse && index === pieces.length)) await this.pause();
       if (failure && index === failAfter) {
         // Headers said 200 already: the error can only arrive as an event.
         this.sseEvent(ctx, 'error', {
@@ -359,6 +425,158 @@ export class AnthropicFakeProvider extends FakeProvider {
 
   private modelNotFound(model: string): AnthropicError {
     return { status: 404, type: 'not_found_error', message: `model: ${model}` };
+  }
+
+  // ---- count_tokens, message batches, files ---------------------------------------------------
+
+  private readonly batches = new Map<string, Record<string, unknown>>();
+  private readonly files = new Map<string, { object: Record<string, unknown>; bytes: Buffer }>();
+
+  /** The prompt's token count: the key's `usage.input` when set, else the word estimate. Not usage. */
+  private async countTokens(ctx: RequestContext): Promise<void> {
+    const behaviour = await this.admit(ctx, { generation: false });
+    if (!behaviour) return;
+    const body = isRecord(ctx.body) ? ctx.body : {};
+    if (typeof body.model !== 'string' || !Array.isArray(body.messages)) {
+      this.sendError(ctx, {
+        status: 400,
+        type: 'invalid_request_error',
+        message: 'model and messages: Field required',
+      });
+      return;
+    }
+    const texts = [
+      ...contentTexts(body.system),
+      ...body.messages.flatMap((message: unknown) => (isRecord(message) ? contentTexts(message.content) : [])),
+    ];
+    const valid = behaviour.kind === 'valid' ? behaviour : { kind: 'valid' as const };
+    const input = this.usageFor(valid, texts, this.planReply(valid, 0), body.model).input;
+    this.sendJson(ctx, 200, { input_tokens: input });
+  }
+
+  private batchObject(id: string, count: number): Record<string, unknown> {
+    const created = new Date();
+    return {
+      id,
+      type: 'message_batch',
+      processing_status: 'in_progress',
+      request_counts: { processing: count, succeeded: 0, errored: 0, canceled: 0, expired: 0 },
+      ended_at: null,
+      created_at: created.toISOString(),
+      expires_at: new Date(created.getTime() + 86_400_000).toISOString(),
+      archived_at: null,
+      cancel_initiated_at: null,
+      results_url: null,
+    };
+  }
+
+  /** Message batches: billed when they run, so creating, reading and listing report no usage. */
+  private async routeBatches(ctx: RequestContext): Promise<void> {
+    if (!(await this.admit(ctx, { generation: false }))) return;
+    const rest = ctx.path.slice('/v1/messages/batches'.length);
+    const match = /^\/([^/]+)(?:\/(cancel|results))?$/.exec(rest);
+    if (rest === '' && ctx.method === 'POST') {
+      const body = isRecord(ctx.body) ? ctx.body : {};
+      if (!Array.isArray(body.requests) || body.requests.length === 0) {
+        this.sendError(ctx, { status: 400, type: 'invalid_request_error', message: 'requests: Field required' });
+        return;
+      }
+      const batch = this.batchObject(`msgbatch_01${randomString(22)}`, body.requests.length);
+      this.batches.set(String(batch.id), { ...batch, requests: body.requests });
+      this.sendJson(ctx, 200, batch);
+    } else if (rest === '' && ctx.method === 'GET') {
+      this.sendList(
+        ctx,
+        [...this.batches.values()].map(({ requests: _r, ...batch }) => batch),
+      );
+    } else if (match) {
+      const id = decodeURIComponent(match[1]);
+      const stored = this.batches.get(id);
+      if (!stored) {
+        this.sendError(ctx, { status: 404, type: 'not_found_error', message: `message_batch ${id} not found` });
+        return;
+      }
+      const { requests, ...batch } = stored;
+      if (match[2] === 'cancel' && ctx.method === 'POST') {
+        Object.assign(stored, { processing_status: 'canceling', cancel_initiated_at: new Date().toISOString() });
+        const { requests: _r, ...updated } = stored;
+        this.sendJson(ctx, 200, updated);
+      } else if (match[2] === 'results' && ctx.method === 'GET') {
+        const lines = (Array.isArray(requests) ? requests : []).map((request: unknown) =>
+          JSON.stringify({
+            custom_id: isRecord(request) ? request.custom_id : null,
+            result: { type: 'succeeded', message: { id: `msg_01${randomString(22)}`, type: 'message' } },
+          }),
+        );
+        this.sendBody(ctx, 200, 'application/binary', Buffer.from(lines.join('\n') + '\n'));
+      } else if (match[2] === undefined && ctx.method === 'GET') {
+        this.sendJson(ctx, 200, batch);
+      } else if (match[2] === undefined && ctx.method === 'DELETE') {
+        this.batches.delete(id);
+        this.sendJson(ctx, 200, { id, type: 'message_batch_deleted' });
+      } else {
+        this.sendError(ctx, { status: 405, type: 'invalid_request_error', message: 'Method not allowed' });
+      }
+    } else {
+      this.sendError(ctx, { status: 404, type: 'not_found_error', message: 'Not found' });
+    }
+  }
+
+  /** The Files API (beta): multipart upload, list, metadata, download, delete. */
+  private async routeFiles(ctx: RequestContext): Promise<void> {
+    if (!(await this.admit(ctx, { generation: false }))) return;
+    const match = /^\/v1\/files(?:\/([^/]+)(\/content)?)?$/.exec(ctx.path);
+    if (!match) {
+      this.sendError(ctx, { status: 404, type: 'not_found_error', message: 'Not found' });
+      return;
+    }
+    if (match[1] === undefined) {
+      if (ctx.method === 'POST') {
+        const file = ctx.form?.files.find((candidate) => candidate.field === 'file');
+        if (!file) {
+          this.sendError(ctx, { status: 400, type: 'invalid_request_error', message: 'file: Field required' });
+          return;
+        }
+        const object = {
+          id: `file_011C${randomString(20)}`,
+          type: 'file',
+          filename: file.filename,
+          mime_type: file.contentType,
+          size_bytes: file.bytes.length,
+          created_at: new Date().toISOString(),
+          downloadable: false,
+        };
+        this.files.set(object.id, { object, bytes: file.bytes });
+        this.sendJson(ctx, 200, object);
+      } else {
+        this.sendList(
+          ctx,
+          [...this.files.values()].map((file) => file.object),
+        );
+      }
+      return;
+    }
+    const id = decodeURIComponent(match[1]);
+    const file = this.files.get(id);
+    if (!file) {
+      this.sendError(ctx, { status: 404, type: 'not_found_error', message: `File not found: ${id}` });
+    } else if (match[2]) {
+      this.sendBody(ctx, 200, file.object.mime_type as string, file.bytes);
+    } else if (ctx.method === 'DELETE') {
+      this.files.delete(id);
+      this.sendJson(ctx, 200, { id, type: 'file_deleted' });
+    } else {
+      this.sendJson(ctx, 200, file.object);
+    }
+  }
+
+  private sendList(ctx: RequestContext, data: Record<string, unknown>[]): void {
+    this.sendJson(ctx, 200, {
+      data,
+      has_more: false,
+      first_id: data[0]?.id ?? null,
+      last_id: data[data.length - 1]?.id ?? null,
+    });
   }
 
   // ---- errors ---------------------------------------------------------------------------------

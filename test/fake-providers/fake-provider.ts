@@ -2,6 +2,8 @@ import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { createServer, IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
+import * as zlib from 'node:zlib';
+import { parseMultipart, type MultipartForm } from './multipart';
 
 export type FakeProviderId = 'openai' | 'anthropic' | 'groq' | 'openrouter';
 
@@ -33,6 +35,11 @@ export interface ValidBehaviour {
   midStreamError?: MidStreamErrorSpec;
   /** Anthropic streams only: also emit an intermediate message_delta with a partial output count. */
   intermediateMessageDelta?: boolean;
+  /**
+   * Responses API: how the response ends — `completed` (default), `incomplete` (max output
+   * tokens reached) or `failed` (a server error after output began). Usage is reported either way.
+   */
+  responseEnding?: 'completed' | 'incomplete' | 'failed';
 }
 
 export type KeyBehaviour =
@@ -85,6 +92,15 @@ export interface FakeProviderOptions {
   bodyLimitBytes?: number;
 }
 
+/**
+ * How a stream's bytes are cut before they are written: `every-byte` writes each byte on its own
+ * (with a pause, so they arrive in separate reads), `random` in seeded pieces of 1..maxSize.
+ */
+export type StreamSplit = { mode: 'every-byte' } | { mode: 'random'; seed: number; maxSize?: number };
+
+/** Content codings the fake can answer with although the client asked for `identity`. */
+export type FakeCoding = 'gzip' | 'deflate' | 'br';
+
 export interface RequestContext {
   req: IncomingMessage;
   res: ServerResponse;
@@ -92,6 +108,10 @@ export interface RequestContext {
   path: string;
   query: URLSearchParams;
   body: unknown;
+  /** The body's exact bytes (uploads, multipart forms). */
+  rawBody: Buffer;
+  /** Set for `multipart/form-data` requests. */
+  form?: MultipartForm;
   key: string | undefined;
   record: RecordedRequest;
 }
@@ -174,10 +194,30 @@ interface Sleeper {
   resolve: () => void;
 }
 
+interface BodyWriter {
+  write(bytes: Buffer): void;
+  end(): void;
+}
+
 export abstract class FakeProvider {
   abstract readonly id: FakeProviderId;
   readonly requests: RecordedRequest[] = [];
+  /**
+   * Requests that reached the provider's organisation / admin API (OpenAI `/v1/organization/…`,
+   * Anthropic `/v1/organizations/…`, OpenRouter `/keys`), whoever sent them: a gateway test
+   * asserts this stays empty.
+   */
+  readonly organizationRequests: RecordedRequest[] = [];
   chunkDelayMs: number;
+  /** Answer every body compressed with this coding, whatever the request's Accept-Encoding says. */
+  compressAnyway: FakeCoding | undefined;
+  /** Cut every stream (SSE and binary) into these pieces; unset writes each event at once. */
+  splitStream: StreamSplit | undefined;
+  /**
+   * Milliseconds between a stream's last event and the end of its body, as real providers
+   * take: a client that closes on `data: [DONE]` leaves before the body ends.
+   */
+  streamEndDelayMs = 0;
 
   protected readonly models: string[];
   /** Only a caller-given model list is enforced, so ad-hoc model names work by default. */
@@ -281,6 +321,10 @@ export abstract class FakeProvider {
    */
   reset(): void {
     this.requests.length = 0;
+    this.organizationRequests.length = 0;
+    this.compressAnyway = undefined;
+    this.splitStream = undefined;
+    this.streamEndDelayMs = 0;
     this.keys.clear();
     this.requestCounts.clear();
     this.tokenCounts.clear();
@@ -318,6 +362,11 @@ export abstract class FakeProvider {
   protected abstract presentedKey(req: IncomingMessage): string | undefined;
 
   protected abstract route(ctx: RequestContext): Promise<void>;
+
+  /** Whether a path belongs to the organisation / admin API (recorded in organizationRequests). */
+  protected isOrganizationPath(_path: string): boolean {
+    return false;
+  }
 
   protected abstract answerAuthFailure(ctx: RequestContext, reason: 'missing' | 'unknown'): void;
 
@@ -448,15 +497,59 @@ export abstract class FakeProvider {
     if (!this.alive(ctx)) {
       return false;
     }
-    const payload = JSON.stringify(body);
+    return this.sendBody(ctx, status, 'application/json', Buffer.from(JSON.stringify(body)), headers);
+  }
+
+  /** A whole body (JSON, text, audio), compressed when `compressAnyway` is set. */
+  protected sendBody(
+    ctx: RequestContext,
+    status: number,
+    contentType: string,
+    bytes: Buffer,
+    headers: Record<string, string> = {},
+  ): boolean {
+    if (!this.alive(ctx)) {
+      return false;
+    }
+    const coding = this.compressAnyway;
+    const payload = coding ? compressSync(coding, bytes) : bytes;
     ctx.record.status = status;
     ctx.res.writeHead(status, {
       ...this.defaultHeaders(ctx),
       ...headers,
-      'content-type': 'application/json',
-      'content-length': String(Buffer.byteLength(payload)),
+      'content-type': contentType,
+      'content-length': String(payload.length),
+      ...(coding ? { 'content-encoding': coding } : {}),
     });
     ctx.res.end(payload);
+    return true;
+  }
+
+  /** A streamed binary body (speech audio), cut as `splitStream` says. */
+  protected async sendBinaryStream(
+    ctx: RequestContext,
+    contentType: string,
+    pieces: Buffer[],
+    headers: Record<string, string> = {},
+  ): Promise<boolean> {
+    if (!this.alive(ctx)) {
+      return false;
+    }
+    ctx.record.status = 200;
+    ctx.res.writeHead(200, {
+      ...this.defaultHeaders(ctx),
+      ...headers,
+      'content-type': contentType,
+      'transfer-encoding': 'chunked',
+      ...(this.compressAnyway ? { 'content-encoding': this.compressAnyway } : {}),
+    });
+    const writer = this.writerFor(ctx);
+    for (const piece of pieces) {
+      if (!this.alive(ctx)) return false;
+      writer.write(piece);
+      await this.pause();
+    }
+    writer.end();
     return true;
   }
 
@@ -472,8 +565,10 @@ export abstract class FakeProvider {
       'content-type': 'text/event-stream; charset=utf-8',
       'cache-control': 'no-cache',
       connection: 'keep-alive',
+      ...(this.compressAnyway ? { 'content-encoding': this.compressAnyway } : {}),
     });
     ctx.res.flushHeaders();
+    this.writerFor(ctx);
     return true;
   }
 
@@ -493,7 +588,7 @@ export abstract class FakeProvider {
 
   protected endSse(ctx: RequestContext): void {
     if (this.alive(ctx)) {
-      ctx.res.end();
+      this.writerFor(ctx).end();
     }
   }
 
@@ -535,8 +630,86 @@ export abstract class FakeProvider {
     if (!this.alive(ctx)) {
       return false;
     }
-    ctx.res.write(text);
+    this.writerFor(ctx).write(Buffer.from(text, 'utf8'));
     return true;
+  }
+
+  private readonly writers = new WeakMap<ServerResponse, BodyWriter>();
+
+  /**
+   * The writer of a streamed answer: compresses (one zlib stream, flushed after every write so
+   * events still arrive one by one) and cuts the bytes as `splitStream` says. Cut pieces are
+   * written one per timer tick, in order, so the client really reads them separately.
+   */
+  private writerFor(ctx: RequestContext): BodyWriter {
+    const existing = this.writers.get(ctx.res);
+    if (existing) return existing;
+    const res = ctx.res;
+    const split = this.splitStream;
+    const random = split?.mode === 'random' ? seededRandom(split.seed) : undefined;
+    let queue = Promise.resolve();
+    let ended = false;
+    const send = (bytes: Buffer): void => {
+      if (!split) {
+        if (!res.destroyed) res.write(bytes);
+        return;
+      }
+      const pieces: Buffer[] = [];
+      for (let at = 0; at < bytes.length;) {
+        const size = random ? 1 + Math.floor(random() * (split.mode === 'random' ? (split.maxSize ?? 9) : 1)) : 1;
+        pieces.push(bytes.subarray(at, at + size));
+        at += size;
+      }
+      for (const piece of pieces) {
+        queue = queue.then(
+          () =>
+            new Promise<void>((resolve) => {
+              if (!res.destroyed) res.write(piece);
+              setTimeout(resolve, 1);
+            }),
+        );
+      }
+    };
+    const endDelayMs = this.streamEndDelayMs;
+    const finish = (): void => {
+      queue = queue
+        .then(() => (endDelayMs > 0 ? new Promise<void>((resolve) => setTimeout(resolve, endDelayMs)) : undefined))
+        .then(() => {
+          if (!res.destroyed && !res.writableEnded) res.end();
+        });
+    };
+    let writer: BodyWriter;
+    const coding = this.compressAnyway;
+    if (coding) {
+      const compressor = createCompressor(coding);
+      compressor.on('data', (bytes: Buffer) => send(bytes));
+      compressor.on('end', finish);
+      writer = {
+        write: (bytes) => {
+          if (ended) return;
+          compressor.write(bytes);
+          compressor.flush();
+        },
+        end: () => {
+          if (ended) return;
+          ended = true;
+          compressor.end();
+        },
+      };
+    } else {
+      writer = {
+        write: (bytes) => {
+          if (!ended) send(bytes);
+        },
+        end: () => {
+          if (ended) return;
+          ended = true;
+          finish();
+        },
+      };
+    }
+    this.writers.set(res, writer);
+    return writer;
   }
 
   private onRequest(req: IncomingMessage, res: ServerResponse): void {
@@ -556,6 +729,7 @@ export abstract class FakeProvider {
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://127.0.0.1');
     const raw = await this.readBody(req);
+    const contentType = String(req.headers['content-type'] ?? '');
     if (raw.aborted) {
       return;
     }
@@ -577,11 +751,15 @@ export abstract class FakeProvider {
       path: record.path,
       query: url.searchParams,
       body: undefined,
+      rawBody: raw.bytes,
       key: record.key,
       record,
     };
     this.pendingContexts.set(res, ctx);
     this.requests.push(record);
+    if (this.isOrganizationPath(record.path)) {
+      this.organizationRequests.push(record);
+    }
     if (record.key !== undefined) {
       this.requestCounts.set(record.key, this.requestCount(record.key) + 1);
     }
@@ -592,7 +770,19 @@ export abstract class FakeProvider {
       this.answerBodyTooLarge(ctx);
       return;
     }
-    if (raw.text.trim().length > 0) {
+    if (/^multipart\/form-data/i.test(contentType)) {
+      const form = parseMultipart(raw.bytes, contentType);
+      if (!form) {
+        this.answerInvalidJson(ctx);
+        return;
+      }
+      ctx.form = form;
+      ctx.body = form.fields;
+      record.body = { ...form.fields, ...form.describeFiles() };
+      record.stream = form.fields.stream === 'true';
+    } else if (/^application\/octet-stream/i.test(contentType)) {
+      record.body = { bytes: raw.bytes.length };
+    } else if (raw.text.trim().length > 0) {
       try {
         ctx.body = JSON.parse(raw.text) as unknown;
       } catch {
@@ -605,7 +795,9 @@ export abstract class FakeProvider {
     await this.route(ctx);
   }
 
-  private readBody(req: IncomingMessage): Promise<{ text: string; tooLarge: boolean; aborted: boolean }> {
+  private readBody(
+    req: IncomingMessage,
+  ): Promise<{ text: string; bytes: Buffer; tooLarge: boolean; aborted: boolean }> {
     return new Promise((resolve) => {
       const chunks: Buffer[] = [];
       let size = 0;
@@ -614,8 +806,8 @@ export abstract class FakeProvider {
       const settle = (aborted: boolean): void => {
         if (!settled) {
           settled = true;
-          const text = tooLarge ? '' : Buffer.concat(chunks).toString('utf8');
-          resolve({ text, tooLarge, aborted });
+          const bytes = tooLarge ? Buffer.alloc(0) : Buffer.concat(chunks);
+          resolve({ text: bytes.toString('utf8'), bytes, tooLarge, aborted });
         }
       };
       req.on('data', (chunk: Buffer) => {
@@ -634,4 +826,28 @@ export abstract class FakeProvider {
       req.on('close', () => settle(true));
     });
   }
+}
+
+function compressSync(coding: FakeCoding, bytes: Buffer): Buffer {
+  if (coding === 'gzip') return zlib.gzipSync(bytes);
+  if (coding === 'deflate') return zlib.deflateSync(bytes);
+  return zlib.brotliCompressSync(bytes);
+}
+
+function createCompressor(coding: FakeCoding): zlib.Gzip | zlib.Deflate | zlib.BrotliCompress {
+  if (coding === 'gzip') return zlib.createGzip();
+  if (coding === 'deflate') return zlib.createDeflate();
+  return zlib.createBrotliCompress();
+}
+
+/** Deterministic, so a failing split can be reproduced from the seed. */
+export function seededRandom(seed: number): () => number {
+  let state = seed >>> 0;
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
 }

@@ -12,6 +12,7 @@ import {
   ChatAnswer,
   ChunkPosition,
   CompatError,
+  CompatFeature,
   OpenAiCompatibleFakeProvider,
   RateLimitShape,
 } from './openai-compatible';
@@ -33,6 +34,12 @@ export class GroqFakeProvider extends OpenAiCompatibleFakeProvider {
   readonly id = 'groq' as const;
   protected readonly displayName = 'Groq';
   protected readonly apiPrefix = '/openai/v1';
+  protected override readonly features: ReadonlySet<CompatFeature> = new Set<CompatFeature>([
+    'responses',
+    'files',
+    'batches',
+    'transcriptions',
+  ]);
   /** Free-tier shape: requests are counted per day, tokens per minute. */
   protected override readonly rateLimits: RateLimitShape = {
     requests: 14_400,
@@ -102,7 +109,7 @@ export class GroqFakeProvider extends OpenAiCompatibleFakeProvider {
       choices: [
         {
           index: 0,
-          message: { role: 'assistant', content: answer.plan.text },
+          message: { role: 'assistant', ...this.messageFields(answer) },
           logprobs: null,
           finish_reason: answer.finishReason,
         },

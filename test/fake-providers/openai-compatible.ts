@@ -42,8 +42,22 @@ export interface ChatAnswer {
   model: string;
   plan: ReplyPlan;
   usage: ReportedUsage;
-  finishReason: 'stop' | 'length';
+  finishReason: 'stop' | 'length' | 'tool_calls';
+  /** Set when the request offered tools and no tool result came back yet. */
+  toolCall?: ToolCall;
 }
+
+/** The call a fake makes to the first tool offered, with arguments that fit its JSON schema. */
+export interface ToolCall {
+  id: string;
+  name: string;
+  /** JSON text. */
+  arguments: string;
+}
+
+/** Endpoints beyond chat and models that a fake of the OpenAI family serves. */
+export type CompatFeature =
+  'embeddings' | 'responses' | 'completions' | 'stored-chat' | 'files' | 'batches' | 'transcriptions';
 
 export type ChunkPosition = 'first' | 'content' | 'finish';
 
@@ -70,11 +84,66 @@ function finiteNumber(value: unknown): number | undefined {
   return typeof value === 'number' && Number.isFinite(value) ? value : undefined;
 }
 
+/** Arguments that satisfy a JSON schema's required properties (enough for SDK validation). */
+export function argumentsFor(schema: unknown): Record<string, unknown> {
+  const properties = isRecord(schema) && isRecord(schema.properties) ? schema.properties : {};
+  const required = isRecord(schema) && Array.isArray(schema.required) ? schema.required : Object.keys(properties);
+  const args: Record<string, unknown> = {};
+  for (const name of required) {
+    if (typeof name !== 'string') continue;
+    const property = isRecord(properties[name]) ? properties[name] : {};
+    if (Array.isArray(property.enum) && property.enum.length > 0) args[name] = property.enum[0];
+    else if (property.type === 'number' || property.type === 'integer') args[name] = 1;
+    else if (property.type === 'boolean') args[name] = true;
+    else if (property.type === 'array') args[name] = [];
+    else if (property.type === 'object') args[name] = argumentsFor(property);
+    else args[name] = 'Paris';
+  }
+  return args;
+}
+
+/** A tool call for the first of `tools` (`{ name, schema }`), or undefined when none is offered. */
+export function toolCallFor(tools: { name: string; schema: unknown }[], idPrefix = 'call_'): ToolCall | undefined {
+  const tool = tools[0];
+  return tool
+    ? { id: `${idPrefix}${randomString(24)}`, name: tool.name, arguments: JSON.stringify(argumentsFor(tool.schema)) }
+    : undefined;
+}
+
+/** Cuts text into about `count` pieces, for streaming arguments. */
+export function cutInto(text: string, count: number): string[] {
+  const size = Math.max(1, Math.ceil(text.length / count));
+  const pieces: string[] = [];
+  for (let at = 0; at < text.length; at += size) pieces.push(text.slice(at, at + size));
+  return pieces.length > 0 ? pieces : [''];
+}
+
+/** Words of a Responses-API `input`: a string, or items whose content is a string or text parts. */
+export function responsesInputTexts(input: unknown): string[] {
+  if (typeof input === 'string') return [input];
+  if (!Array.isArray(input)) return [];
+  return input.flatMap((item: unknown) =>
+    isRecord(item) ? [...contentTexts(item.content), ...(typeof item.output === 'string' ? [item.output] : [])] : [],
+  );
+}
+
+interface StoredFile {
+  object: Record<string, unknown>;
+  bytes: Buffer;
+}
+
 /** Shared machinery of the providers that speak OpenAI's chat-completions dialect. */
 export abstract class OpenAiCompatibleFakeProvider extends FakeProvider {
   /** Path prefix of the API, e.g. `/v1`; the base URL is origin + prefix. */
   protected abstract readonly apiPrefix: string;
   protected readonly supportsEmbeddings: boolean = false;
+  /** Endpoints this provider serves besides chat and models. */
+  protected readonly features: ReadonlySet<CompatFeature> = new Set();
+  /** Stored objects, by id: chat completions, responses, files, batches. */
+  protected readonly storedCompletions = new Map<string, Record<string, unknown>>();
+  protected readonly storedResponses = new Map<string, Record<string, unknown>>();
+  protected readonly storedFiles = new Map<string, StoredFile>();
+  protected readonly storedBatches = new Map<string, Record<string, unknown>>();
   protected readonly rateLimits: RateLimitShape = {
     requests: 5000,
     tokens: 2_000_000,
@@ -107,6 +176,25 @@ export abstract class OpenAiCompatibleFakeProvider extends FakeProvider {
     return `chatcmpl-${randomString(29)}`;
   }
 
+  override reset(): void {
+    super.reset();
+    this.storedCompletions.clear();
+    this.storedResponses.clear();
+    this.storedFiles.clear();
+    this.storedBatches.clear();
+  }
+
+  /** The assistant message's content, or its tool call. */
+  protected messageFields(answer: ChatAnswer): Record<string, unknown> {
+    const call = answer.toolCall;
+    return call
+      ? {
+          content: null,
+          tool_calls: [{ id: call.id, type: 'function', function: { name: call.name, arguments: call.arguments } }],
+        }
+      : { content: answer.plan.text };
+  }
+
   protected completionBody(answer: ChatAnswer): Record<string, unknown> {
     return {
       id: answer.id,
@@ -116,7 +204,7 @@ export abstract class OpenAiCompatibleFakeProvider extends FakeProvider {
       choices: [
         {
           index: 0,
-          message: { role: 'assistant', content: answer.plan.text, refusal: null, annotations: [] },
+          message: { role: 'assistant', ...this.messageFields(answer), refusal: null, annotations: [] },
           logprobs: null,
           finish_reason: answer.finishReason,
         },
@@ -282,9 +370,46 @@ export abstract class OpenAiCompatibleFakeProvider extends FakeProvider {
       await this.chatCompletions(ctx);
     } else if (ctx.method === 'POST' && sub === '/embeddings' && this.supportsEmbeddings) {
       await this.embeddings(ctx);
-    } else {
+    } else if (!(await this.routeFeature(ctx, sub))) {
       this.answerNotFound(ctx);
     }
+  }
+
+  /** The endpoints listed in `features`; false when none matched. */
+  private async routeFeature(ctx: RequestContext, sub: string): Promise<boolean> {
+    const has = (feature: CompatFeature): boolean => this.features.has(feature);
+    const get = ctx.method === 'GET';
+    const post = ctx.method === 'POST';
+    const del = ctx.method === 'DELETE';
+    let match: RegExpExecArray | null;
+    if (has('responses') && post && sub === '/responses') {
+      await this.responses(ctx);
+    } else if (has('responses') && (get || del) && (match = /^\/responses\/([^/]+)$/.exec(sub))) {
+      await this.storedObject(ctx, this.storedResponses, match[1], 'response');
+    } else if (has('completions') && post && sub === '/completions') {
+      await this.legacyCompletions(ctx);
+    } else if (has('stored-chat') && get && sub === '/chat/completions') {
+      await this.listObjects(ctx, this.storedCompletions);
+    } else if (has('stored-chat') && (get || del) && (match = /^\/chat\/completions\/([^/]+)$/.exec(sub))) {
+      await this.storedObject(ctx, this.storedCompletions, match[1], 'chat.completion');
+    } else if (has('files') && sub === '/files' && (get || post)) {
+      await (post ? this.uploadFile(ctx) : this.listObjects(ctx, this.storedFiles, (file) => file.object));
+    } else if (has('files') && (get || del) && (match = /^\/files\/([^/]+)$/.exec(sub))) {
+      await this.storedFileObject(ctx, match[1]);
+    } else if (has('files') && get && (match = /^\/files\/([^/]+)\/content$/.exec(sub))) {
+      await this.fileContent(ctx, match[1]);
+    } else if (has('batches') && sub === '/batches' && (get || post)) {
+      await (post ? this.createBatch(ctx) : this.listObjects(ctx, this.storedBatches));
+    } else if (has('batches') && get && (match = /^\/batches\/([^/]+)$/.exec(sub))) {
+      await this.storedObject(ctx, this.storedBatches, match[1], 'batch');
+    } else if (has('batches') && post && (match = /^\/batches\/([^/]+)\/cancel$/.exec(sub))) {
+      await this.cancelBatch(ctx, match[1]);
+    } else if (has('transcriptions') && post && (sub === '/audio/transcriptions' || sub === '/audio/translations')) {
+      await this.transcription(ctx);
+    } else {
+      return false;
+    }
+    return true;
   }
 
   // ---- endpoints ------------------------------------------------------------------------------
@@ -322,22 +447,45 @@ export abstract class OpenAiCompatibleFakeProvider extends FakeProvider {
       return;
     }
     const plan = this.planReply(behaviour, request.maxTokens);
+    const toolCall = this.chatToolCall(request.body);
     const answer: ChatAnswer = {
       id: this.completionId(),
       created: nowSeconds(),
       model: request.model,
       plan,
       usage: this.usageFor(behaviour, request.promptTexts, plan, request.model),
-      finishReason: plan.truncated ? 'length' : 'stop',
+      finishReason: toolCall ? 'tool_calls' : plan.truncated ? 'length' : 'stop',
+      ...(toolCall ? { toolCall } : {}),
     };
     if (request.stream) {
       await this.streamChat(ctx, behaviour, request, answer);
       return;
     }
-    if (this.sendJson(ctx, 200, this.completionBody(answer), this.rateLimitHeaders(ctx))) {
+    const completion = this.completionBody(answer);
+    if (this.features.has('stored-chat')) {
+      this.storedCompletions.set(answer.id, completion);
+    }
+    if (this.sendJson(ctx, 200, completion, this.rateLimitHeaders(ctx))) {
       ctx.record.reportedUsage = answer.usage;
       this.bill(ctx, answer.usage);
     }
+  }
+
+  /** Chat Completions: call the first tool unless the last message is a tool's result. */
+  protected chatToolCall(body: Record<string, unknown>): ToolCall | undefined {
+    const tools = Array.isArray(body.tools) ? body.tools : [];
+    const messages = Array.isArray(body.messages) ? body.messages : [];
+    const last: unknown = messages[messages.length - 1];
+    if (tools.length === 0 || body.tool_choice === 'none' || (isRecord(last) && last.role === 'tool')) {
+      return undefined;
+    }
+    return toolCallFor(
+      tools.flatMap((tool: unknown) =>
+        isRecord(tool) && isRecord(tool.function) && typeof tool.function.name === 'string'
+          ? [{ name: tool.function.name, schema: tool.function.parameters }]
+          : [],
+      ),
+    );
   }
 
   protected parseChatRequest(ctx: RequestContext): ChatRequest | undefined {
@@ -414,18 +562,31 @@ export abstract class OpenAiCompatibleFakeProvider extends FakeProvider {
     const failure = behaviour.midStreamError;
     const failAfter = Math.max(0, failure?.afterChunks ?? 1);
 
-    if (!this.sseData(ctx, chunk('first', { role: 'assistant', content: '' }, null))) {
+    const call = answer.toolCall;
+    if (!this.sseData(ctx, chunk('first', { role: 'assistant', content: call ? null : '' }, null))) {
       return;
     }
     await this.pause();
-    for (let index = 0; index <= answer.plan.pieces.length; index += 1) {
+    if (call) {
+      const header = { index: 0, id: call.id, type: 'function', function: { name: call.name, arguments: '' } };
+      if (!this.sseData(ctx, chunk('content', { tool_calls: [header] }, null))) return;
+      for (const piece of cutInto(call.arguments, 3)) {
+        await this.pause();
+        if (
+          !this.sseData(ctx, chunk('content', { tool_calls: [{ index: 0, function: { arguments: piece } }] }, null))
+        ) {
+          return;
+        }
+      }
+    }
+    for (let index = 0; index <= (call ? 0 : answer.plan.pieces.length); index += 1) {
       if (failure && index === Math.min(failAfter, answer.plan.pieces.length)) {
         // The status line already said 200: the error can only travel as a data chunk.
         this.sseData(ctx, this.midStreamErrorChunk(base, failure));
         this.endSse(ctx);
         return;
       }
-      if (index === answer.plan.pieces.length) {
+      if (call || index === answer.plan.pieces.length) {
         break;
       }
       if (!this.sseData(ctx, chunk('content', { content: answer.plan.pieces[index] }, null))) {
@@ -502,6 +663,442 @@ export abstract class OpenAiCompatibleFakeProvider extends FakeProvider {
     if (sent) {
       ctx.record.reportedUsage = usage;
       this.bill(ctx, usage);
+    }
+  }
+  // ---- Responses API --------------------------------------------------------------------------
+
+  /** The `usage` of a Responses-API answer. OpenRouter adds its cost. */
+  protected responsesUsageBody(usage: ReportedUsage): Record<string, unknown> {
+    return {
+      input_tokens: usage.input,
+      input_tokens_details: { cached_tokens: usage.cached },
+      output_tokens: usage.output,
+      output_tokens_details: { reasoning_tokens: 0 },
+      total_tokens: usage.input + usage.output,
+      ...(usage.cost !== undefined ? { cost: usage.cost } : {}),
+    };
+  }
+
+  protected async responses(ctx: RequestContext): Promise<void> {
+    const behaviour = await this.admit(ctx, { generation: true });
+    if (!behaviour) return;
+    const body = isRecord(ctx.body) ? ctx.body : {};
+    if (typeof body.model !== 'string' || body.model.length === 0) {
+      this.sendError(ctx, {
+        status: 400,
+        message: "Missing required parameter: 'model'.",
+        type: 'invalid_request_error',
+        param: 'model',
+        code: 'missing_required_parameter',
+      });
+      return;
+    }
+    if (!this.isModelKnown(body.model)) {
+      this.sendError(ctx, this.modelNotFoundError(body.model));
+      return;
+    }
+    const model = body.model;
+    const promptTexts = [...contentTexts(body.instructions), ...responsesInputTexts(body.input)];
+    const plan = this.planReply(behaviour, finiteNumber(body.max_output_tokens));
+    const usage = this.usageFor(behaviour, promptTexts, plan, model);
+    const input: unknown[] = Array.isArray(body.input) ? body.input : [];
+    const last: unknown = input[input.length - 1];
+    const tools = Array.isArray(body.tools) ? body.tools : [];
+    const call =
+      isRecord(last) && last.type === 'function_call_output'
+        ? undefined
+        : toolCallFor(
+            tools.flatMap((tool: unknown) =>
+              isRecord(tool) && tool.type === 'function' && typeof tool.name === 'string'
+                ? [{ name: tool.name, schema: tool.parameters }]
+                : [],
+            ),
+          );
+    const ending = behaviour.responseEnding ?? (plan.truncated ? 'incomplete' : 'completed');
+    const id = `resp_${randomString(48, '0123456789abcdef')}`;
+    const messageId = `msg_${randomString(48, '0123456789abcdef')}`;
+    const item: Record<string, unknown> = call
+      ? {
+          type: 'function_call',
+          id: `fc_${randomString(48, '0123456789abcdef')}`,
+          call_id: call.id,
+          name: call.name,
+          arguments: call.arguments,
+          status: 'completed',
+        }
+      : {
+          type: 'message',
+          id: messageId,
+          status: ending === 'completed' ? 'completed' : 'incomplete',
+          role: 'assistant',
+          content: [{ type: 'output_text', text: plan.text, annotations: [], logprobs: [] }],
+        };
+    const response = (status: string, final: boolean): Record<string, unknown> => ({
+      id,
+      object: 'response',
+      created_at: nowSeconds(),
+      status,
+      background: false,
+      error: final && ending === 'failed' ? { code: 'server_error', message: 'The model failed to finish.' } : null,
+      incomplete_details: final && ending === 'incomplete' ? { reason: 'max_output_tokens' } : null,
+      instructions: typeof body.instructions === 'string' ? body.instructions : null,
+      max_output_tokens: finiteNumber(body.max_output_tokens) ?? null,
+      model,
+      output: final ? [item] : [],
+      parallel_tool_calls: true,
+      previous_response_id: null,
+      reasoning: { effort: null, summary: null },
+      service_tier: 'default',
+      store: body.store !== false,
+      temperature: 1,
+      text: { format: { type: 'text' } },
+      tool_choice: 'auto',
+      tools,
+      top_p: 1,
+      truncation: 'disabled',
+      usage: final ? this.responsesUsageBody(usage) : null,
+      user: null,
+      metadata: {},
+    });
+    const finalStatus = ending === 'completed' ? 'completed' : ending;
+    const finalResponse = response(finalStatus, true);
+    this.storedResponses.set(id, finalResponse);
+    if (body.stream !== true) {
+      if (this.sendJson(ctx, 200, finalResponse, this.rateLimitHeaders(ctx))) {
+        ctx.record.reportedUsage = usage;
+        this.bill(ctx, usage);
+      }
+      return;
+    }
+    if (!this.openSse(ctx, this.rateLimitHeaders(ctx))) return;
+    let sequence = 0;
+    const send = (type: string, data: Record<string, unknown>): boolean =>
+      this.sseEvent(ctx, type, { type, sequence_number: sequence++, ...data });
+    const opening = response('in_progress', false);
+    if (!send('response.created', { response: opening }) || !send('response.in_progress', { response: opening })) {
+      return;
+    }
+    if (call) {
+      const added = { ...item, arguments: '', status: 'in_progress' };
+      if (!send('response.output_item.added', { output_index: 0, item: added })) return;
+      for (const piece of cutInto(call.arguments, 3)) {
+        await this.pause();
+        if (!send('response.function_call_arguments.delta', { item_id: item.id, output_index: 0, delta: piece })) {
+          return;
+        }
+      }
+      send('response.function_call_arguments.done', { item_id: item.id, output_index: 0, arguments: call.arguments });
+    } else {
+      const part = { type: 'output_text', text: '', annotations: [], logprobs: [] };
+      if (
+        !send('response.output_item.added', { output_index: 0, item: { ...item, status: 'in_progress', content: [] } })
+      ) {
+        return;
+      }
+      send('response.content_part.added', { item_id: messageId, output_index: 0, content_index: 0, part });
+      for (const piece of plan.pieces) {
+        await this.pause();
+        const delta = { item_id: messageId, output_index: 0, content_index: 0, delta: piece, logprobs: [] };
+        if (!send('response.output_text.delta', delta)) return;
+      }
+      send('response.output_text.done', {
+        item_id: messageId,
+        output_index: 0,
+        content_index: 0,
+        text: plan.text,
+        logprobs: [],
+      });
+      send('response.content_part.done', {
+        item_id: messageId,
+        output_index: 0,
+        content_index: 0,
+        part: { ...part, text: plan.text },
+      });
+    }
+    send('response.output_item.done', { output_index: 0, item });
+    await this.pause();
+    if (!send(`response.${finalStatus}`, { response: finalResponse })) return;
+    ctx.record.reportedUsage = usage;
+    this.bill(ctx, usage);
+    this.endSse(ctx);
+  }
+
+  // ---- legacy Completions ---------------------------------------------------------------------
+
+  protected async legacyCompletions(ctx: RequestContext): Promise<void> {
+    const behaviour = await this.admit(ctx, { generation: true });
+    if (!behaviour) return;
+    const body = isRecord(ctx.body) ? ctx.body : {};
+    if (typeof body.model !== 'string' || body.prompt === undefined) {
+      this.sendError(ctx, {
+        status: 400,
+        message: "'model' and 'prompt' are required.",
+        type: 'invalid_request_error',
+        param: 'prompt',
+        code: null,
+      });
+      return;
+    }
+    const prompts = (Array.isArray(body.prompt) ? body.prompt : [body.prompt]).map(String);
+    const plan = this.planReply(behaviour, finiteNumber(body.max_tokens));
+    const usage = this.usageFor(behaviour, prompts, plan, body.model);
+    const base = {
+      id: `cmpl-${randomString(29)}`,
+      object: 'text_completion',
+      created: nowSeconds(),
+      model: body.model,
+    };
+    const finish = plan.truncated ? 'length' : 'stop';
+    if (body.stream !== true) {
+      const sent = this.sendJson(
+        ctx,
+        200,
+        {
+          ...base,
+          choices: [{ text: plan.text, index: 0, logprobs: null, finish_reason: finish }],
+          usage: this.usageBody(usage),
+        },
+        this.rateLimitHeaders(ctx),
+      );
+      if (sent) {
+        ctx.record.reportedUsage = usage;
+        this.bill(ctx, usage);
+      }
+      return;
+    }
+    const includeUsage = isRecord(body.stream_options) && body.stream_options.include_usage === true;
+    if (!this.openSse(ctx, this.rateLimitHeaders(ctx))) return;
+    for (let index = 0; index < plan.pieces.length; index++) {
+      const last = index === plan.pieces.length - 1;
+      const choice = { text: plan.pieces[index], index: 0, logprobs: null, finish_reason: last ? finish : null };
+      if (!this.sseData(ctx, { ...base, choices: [choice] })) return;
+      await this.pause();
+    }
+    if (includeUsage && !this.sseData(ctx, { ...base, choices: [], usage: this.usageBody(usage) })) return;
+    this.bill(ctx, usage);
+    if (includeUsage) ctx.record.reportedUsage = usage;
+    this.sseData(ctx, '[DONE]');
+    this.endSse(ctx);
+  }
+
+  // ---- stored objects: files, batches, completions, responses ---------------------------------
+
+  protected async listObjects<T>(
+    ctx: RequestContext,
+    store: Map<string, T>,
+    view: (value: T) => Record<string, unknown> = (value) => value as Record<string, unknown>,
+  ): Promise<void> {
+    if (!(await this.admit(ctx, { generation: false }))) return;
+    const data = [...store.values()].map(view);
+    this.sendJson(ctx, 200, {
+      object: 'list',
+      data,
+      first_id: data.length > 0 ? data[0].id : null,
+      last_id: data.length > 0 ? data[data.length - 1].id : null,
+      has_more: false,
+    });
+  }
+
+  /** GET returns the stored object, DELETE removes it; a missing id is the provider's 404. */
+  protected async storedObject(
+    ctx: RequestContext,
+    store: Map<string, Record<string, unknown>>,
+    rawId: string,
+    object: string,
+  ): Promise<void> {
+    if (!(await this.admit(ctx, { generation: false }))) return;
+    const id = decodeURIComponent(rawId);
+    const found = store.get(id);
+    if (!found) {
+      this.sendError(ctx, this.noSuch(object, id));
+    } else if (ctx.method === 'DELETE') {
+      store.delete(id);
+      this.sendJson(ctx, 200, { id, object: `${object}.deleted`, deleted: true });
+    } else {
+      this.sendJson(ctx, 200, found);
+    }
+  }
+
+  protected noSuch(object: string, id: string): CompatError {
+    return {
+      status: 404,
+      message: `No ${object} found with id '${id}'.`,
+      type: 'invalid_request_error',
+      param: null,
+      code: null,
+    };
+  }
+
+  /** `POST /files` as multipart: `file` and `purpose`. */
+  protected async uploadFile(ctx: RequestContext): Promise<void> {
+    if (!(await this.admit(ctx, { generation: false }))) return;
+    const file = ctx.form?.files.find((candidate) => candidate.field === 'file');
+    const purpose = ctx.form?.fields.purpose;
+    if (!file || !purpose) {
+      this.sendError(ctx, {
+        status: 400,
+        message: "'file' and 'purpose' are required (multipart/form-data).",
+        type: 'invalid_request_error',
+        param: file ? 'purpose' : 'file',
+        code: null,
+      });
+      return;
+    }
+    const object = this.fileObject(file.filename, file.bytes.length, purpose);
+    this.storedFiles.set(String(object.id), { object, bytes: file.bytes });
+    this.sendJson(ctx, 200, object);
+  }
+
+  protected fileObject(filename: string, bytes: number, purpose: string): Record<string, unknown> {
+    return {
+      id: `file-${randomString(22)}`,
+      object: 'file',
+      bytes,
+      created_at: nowSeconds(),
+      filename,
+      purpose,
+      status: 'processed',
+      expires_at: null,
+      status_details: null,
+    };
+  }
+
+  private async storedFileObject(ctx: RequestContext, rawId: string): Promise<void> {
+    if (!(await this.admit(ctx, { generation: false }))) return;
+    const id = decodeURIComponent(rawId);
+    const file = this.storedFiles.get(id);
+    if (!file) {
+      this.sendError(ctx, this.noSuch('file', id));
+    } else if (ctx.method === 'DELETE') {
+      this.storedFiles.delete(id);
+      this.sendJson(ctx, 200, { id, object: 'file', deleted: true });
+    } else {
+      this.sendJson(ctx, 200, file.object);
+    }
+  }
+
+  private async fileContent(ctx: RequestContext, rawId: string): Promise<void> {
+    if (!(await this.admit(ctx, { generation: false }))) return;
+    const id = decodeURIComponent(rawId);
+    const file = this.storedFiles.get(id);
+    if (file) {
+      this.sendBody(ctx, 200, 'application/octet-stream', file.bytes);
+    } else {
+      this.sendError(ctx, this.noSuch('file', id));
+    }
+  }
+
+  /** Batches are billed when they run, not here: creating one reports no usage. */
+  private async createBatch(ctx: RequestContext): Promise<void> {
+    if (!(await this.admit(ctx, { generation: false }))) return;
+    const body = isRecord(ctx.body) ? ctx.body : {};
+    if (typeof body.input_file_id !== 'string' || typeof body.endpoint !== 'string') {
+      this.sendError(ctx, {
+        status: 400,
+        message: "'input_file_id' and 'endpoint' are required.",
+        type: 'invalid_request_error',
+        param: 'input_file_id',
+        code: null,
+      });
+      return;
+    }
+    if (!this.storedFiles.has(body.input_file_id)) {
+      this.sendError(ctx, this.noSuch('file', body.input_file_id));
+      return;
+    }
+    const created = nowSeconds();
+    const batch: Record<string, unknown> = {
+      id: `batch_${randomString(24, '0123456789abcdef')}`,
+      object: 'batch',
+      endpoint: body.endpoint,
+      errors: null,
+      input_file_id: body.input_file_id,
+      completion_window: typeof body.completion_window === 'string' ? body.completion_window : '24h',
+      status: 'validating',
+      output_file_id: null,
+      error_file_id: null,
+      created_at: created,
+      in_progress_at: null,
+      expires_at: created + 86_400,
+      finalizing_at: null,
+      completed_at: null,
+      failed_at: null,
+      expired_at: null,
+      cancelling_at: null,
+      cancelled_at: null,
+      request_counts: { total: 0, completed: 0, failed: 0 },
+      metadata: isRecord(body.metadata) ? body.metadata : null,
+    };
+    this.storedBatches.set(String(batch.id), batch);
+    this.sendJson(ctx, 200, batch);
+  }
+
+  private async cancelBatch(ctx: RequestContext, rawId: string): Promise<void> {
+    if (!(await this.admit(ctx, { generation: false }))) return;
+    const id = decodeURIComponent(rawId);
+    const batch = this.storedBatches.get(id);
+    if (!batch) {
+      this.sendError(ctx, this.noSuch('batch', id));
+      return;
+    }
+    Object.assign(batch, { status: 'cancelling', cancelling_at: nowSeconds() });
+    this.sendJson(ctx, 200, batch);
+  }
+
+  // ---- audio ----------------------------------------------------------------------------------
+
+  /**
+   * The usage a transcription reports, or undefined when the provider reports none (Groq).
+   * OpenAI: `{ type: 'tokens', … }` for gpt-4o models, `{ type: 'duration', seconds }` for whisper.
+   */
+  protected transcriptionUsage(
+    _model: string,
+    _usage: ReportedUsage,
+    _seconds: number,
+  ): { body: Record<string, unknown>; usage: ReportedUsage } | undefined {
+    return undefined;
+  }
+
+  /** `POST /audio/transcriptions` and `/audio/translations`: a multipart form with `file` and `model`. */
+  protected async transcription(ctx: RequestContext): Promise<void> {
+    const behaviour = await this.admit(ctx, { generation: true });
+    if (!behaviour) return;
+    const file = ctx.form?.files.find((candidate) => candidate.field === 'file');
+    const model = ctx.form?.fields.model;
+    if (!file || !model) {
+      this.sendError(ctx, {
+        status: 400,
+        message: "'file' and 'model' are required (multipart/form-data).",
+        type: 'invalid_request_error',
+        param: file ? 'model' : 'file',
+        code: null,
+      });
+      return;
+    }
+    const plan = this.planReply(behaviour, undefined);
+    const usage = this.usageFor(behaviour, [], plan, model);
+    // One second of "audio" per 1000 bytes uploaded, so whisper's duration is predictable.
+    const seconds = Math.max(1, Math.ceil(file.bytes.length / 1000));
+    const reported = this.transcriptionUsage(model, usage, seconds);
+    const format = ctx.form?.fields.response_format ?? 'json';
+    let sent: boolean;
+    if (format === 'text') {
+      sent = this.sendBody(ctx, 200, 'text/plain; charset=utf-8', Buffer.from(plan.text));
+    } else if (format === 'verbose_json') {
+      sent = this.sendJson(ctx, 200, {
+        task: ctx.path.endsWith('/translations') ? 'translate' : 'transcribe',
+        language: 'english',
+        duration: seconds,
+        text: plan.text,
+        segments: [],
+        ...(reported ? { usage: reported.body } : {}),
+      });
+    } else {
+      sent = this.sendJson(ctx, 200, { text: plan.text, ...(reported ? { usage: reported.body } : {}) });
+    }
+    if (sent) {
+      if (reported && format !== 'text') ctx.record.reportedUsage = reported.usage;
+      this.bill(ctx, reported?.usage ?? usage);
     }
   }
 }

@@ -8,9 +8,20 @@ import {
   ReportedUsage,
   RequestContext,
 } from './fake-provider';
-import { CompatError, OpenAiCompatibleFakeProvider } from './openai-compatible';
+import { CompatError, CompatFeature, OpenAiCompatibleFakeProvider } from './openai-compatible';
 
-export const OPENAI_DEFAULT_MODELS = ['gpt-5', 'gpt-5.4-mini', 'gpt-4o-mini', 'text-embedding-3-small'];
+export const OPENAI_DEFAULT_MODELS = [
+  'gpt-5',
+  'gpt-5.4-mini',
+  'gpt-4o-mini',
+  'text-embedding-3-small',
+  'omni-moderation-latest',
+  'gpt-image-1',
+  'dall-e-3',
+  'whisper-1',
+  'gpt-4o-transcribe',
+  'tts-1',
+];
 
 const KEY_ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-';
 
@@ -44,6 +55,14 @@ export class OpenAiFakeProvider extends OpenAiCompatibleFakeProvider {
   protected readonly displayName = 'OpenAI';
   protected readonly apiPrefix = '/v1';
   protected override readonly supportsEmbeddings = true;
+  protected override readonly features: ReadonlySet<CompatFeature> = new Set<CompatFeature>([
+    'responses',
+    'completions',
+    'stored-chat',
+    'files',
+    'batches',
+    'transcriptions',
+  ]);
   private managementKey: string | undefined;
   private readonly serviceAccounts = new Map<string, OpenAiServiceAccount>();
 
@@ -57,6 +76,8 @@ export class OpenAiFakeProvider extends OpenAiCompatibleFakeProvider {
 
   override reset(): void {
     super.reset();
+    this.uploads.clear();
+    this.vectorStores.clear();
     this.mintedKeys.length = 0;
     this.retiredKeys.length = 0;
     this.serviceAccounts.clear();
@@ -188,9 +209,34 @@ export class OpenAiFakeProvider extends OpenAiCompatibleFakeProvider {
 
   // ---- admin API ------------------------------------------------------------------------------
 
+  protected override isOrganizationPath(path: string): boolean {
+    return path === '/v1/organization' || path.startsWith('/v1/organization/');
+  }
+
+  /** whisper-1 reports the audio's duration; the gpt-4o transcribe models report tokens. */
+  protected override transcriptionUsage(
+    model: string,
+    usage: ReportedUsage,
+    seconds: number,
+  ): { body: Record<string, unknown>; usage: ReportedUsage } {
+    if (model === 'whisper-1') {
+      return { body: { type: 'duration', seconds }, usage: { input: seconds, output: 0, cached: 0 } };
+    }
+    return {
+      body: {
+        type: 'tokens',
+        input_tokens: usage.input,
+        input_token_details: { text_tokens: 0, audio_tokens: usage.input },
+        output_tokens: usage.output,
+        total_tokens: usage.input + usage.output,
+      },
+      usage,
+    };
+  }
+
   protected override async routeExtra(ctx: RequestContext, sub: string): Promise<boolean> {
     if (!sub.startsWith('/organization/')) {
-      return false;
+      return this.routeOpenAiOnly(ctx, sub);
     }
     if (!this.checkAdmin(ctx)) {
       return true;
@@ -304,6 +350,233 @@ export class OpenAiFakeProvider extends OpenAiCompatibleFakeProvider {
       role: account.role,
       created_at: account.createdAt,
     };
+  }
+
+  // ---- moderations, images, speech, uploads, vector stores ------------------------------------
+
+  /** OpenAI-only endpoints; true when one answered. */
+  private async routeOpenAiOnly(ctx: RequestContext, sub: string): Promise<boolean> {
+    const post = ctx.method === 'POST';
+    let match: RegExpExecArray | null;
+    if (post && sub === '/moderations') {
+      await this.moderations(ctx);
+    } else if (post && (sub === '/images/generations' || sub === '/images/edits' || sub === '/images/variations')) {
+      await this.images(ctx, sub !== '/images/generations');
+    } else if (post && sub === '/audio/speech') {
+      await this.speech(ctx);
+    } else if (post && sub === '/uploads') {
+      await this.createUpload(ctx);
+    } else if (post && (match = /^\/uploads\/([^/]+)\/(parts|complete|cancel)$/.exec(sub))) {
+      await this.uploadStep(ctx, decodeURIComponent(match[1]), match[2] as 'parts' | 'complete' | 'cancel');
+    } else if (sub === '/vector_stores' && (post || ctx.method === 'GET')) {
+      await (post ? this.createVectorStore(ctx) : this.listObjects(ctx, this.vectorStores));
+    } else if ((match = /^\/vector_stores\/([^/]+)$/.exec(sub))) {
+      await this.storedObject(ctx, this.vectorStores, match[1], 'vector_store');
+    } else if (post && (match = /^\/vector_stores\/([^/]+)\/search$/.exec(sub))) {
+      await this.searchVectorStore(ctx, decodeURIComponent(match[1]));
+    } else {
+      return false;
+    }
+    return true;
+  }
+
+  private async moderations(ctx: RequestContext): Promise<void> {
+    if (!(await this.admit(ctx, { generation: true }))) return;
+    const body = isRecord(ctx.body) ? ctx.body : {};
+    const inputs = Array.isArray(body.input) ? body.input : [body.input];
+    const categories = ['harassment', 'hate', 'self-harm', 'sexual', 'violence'];
+    const sent = this.sendJson(ctx, 200, {
+      id: `modr-${randomString(24)}`,
+      model: typeof body.model === 'string' ? body.model : 'omni-moderation-latest',
+      results: inputs.map(() => ({
+        flagged: false,
+        categories: Object.fromEntries(categories.map((c) => [c, false])),
+        category_scores: Object.fromEntries(categories.map((c) => [c, 0.0001])),
+        category_applied_input_types: Object.fromEntries(categories.map((c) => [c, ['text']])),
+      })),
+    });
+    // Moderations are free: the answer carries no usage, and none is billed.
+    if (sent) ctx.record.reportedUsage = { input: 0, output: 0, cached: 0 };
+  }
+
+  /**
+   * gpt-image models report token usage; DALL·E reports none (billed per image). Edits and
+   * variations come as multipart forms.
+   */
+  private async images(ctx: RequestContext, multipart: boolean): Promise<void> {
+    const behaviour = await this.admit(ctx, { generation: true });
+    if (!behaviour) return;
+    const fields: Record<string, unknown> = multipart ? (ctx.form?.fields ?? {}) : isRecord(ctx.body) ? ctx.body : {};
+    if (multipart && !ctx.form?.files.some((file) => file.field === 'image' || file.field === 'image[]')) {
+      this.sendError(ctx, {
+        status: 400,
+        message: "'image' is required (multipart/form-data).",
+        type: 'invalid_request_error',
+        param: 'image',
+        code: null,
+      });
+      return;
+    }
+    const model = typeof fields.model === 'string' ? fields.model : 'dall-e-2';
+    const count = Math.max(1, Math.min(10, Number(fields.n ?? 1) || 1));
+    const prompt = typeof fields.prompt === 'string' ? fields.prompt : '';
+    // A 1×1 transparent PNG: real bytes, small.
+    const png = 'iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAQAAAC1HAwCAAAAC0lEQVR42mNkYAAAAAYAAjCB0C8AAAAASUVORK5CYII=';
+    const data = Array.from({ length: count }, () => ({ b64_json: png, revised_prompt: prompt }));
+    const tokenPriced = model.startsWith('gpt-image');
+    const usage: ReportedUsage = tokenPriced
+      ? { ...this.usageFor(behaviour, [prompt], this.planReply(behaviour, undefined), model), cached: 0 }
+      : { input: 0, output: count, cached: 0 };
+    const body: Record<string, unknown> = { created: nowSeconds(), data };
+    if (tokenPriced) {
+      body.usage = {
+        total_tokens: usage.input + usage.output,
+        input_tokens: usage.input,
+        output_tokens: usage.output,
+        input_tokens_details: { text_tokens: usage.input, image_tokens: 0 },
+      };
+      Object.assign(body, { background: 'opaque', output_format: 'png', quality: 'medium', size: '1024x1024' });
+    }
+    if (this.sendJson(ctx, 200, body)) {
+      ctx.record.reportedUsage = usage;
+      this.bill(ctx, usage);
+    }
+  }
+
+  /** Audio bytes (an MP3-looking body), streamed in a few pieces; the answer carries no usage. */
+  private async speech(ctx: RequestContext): Promise<void> {
+    if (!(await this.admit(ctx, { generation: true }))) return;
+    const body = isRecord(ctx.body) ? ctx.body : {};
+    if (typeof body.model !== 'string' || typeof body.input !== 'string' || typeof body.voice !== 'string') {
+      this.sendError(ctx, {
+        status: 400,
+        message: "'model', 'input' and 'voice' are required.",
+        type: 'invalid_request_error',
+        param: 'input',
+        code: null,
+      });
+      return;
+    }
+    const audio = Buffer.concat([
+      Buffer.from('ID3\u0004\u0000\u0000\u0000\u0000\u0000\u0000', 'latin1'),
+      Buffer.alloc(2048, 0xff),
+    ]);
+    const pieces = [audio.subarray(0, 700), audio.subarray(700, 1400), audio.subarray(1400)];
+    const characters = [...body.input].length;
+    if (await this.sendBinaryStream(ctx, 'audio/mpeg', pieces)) {
+      // What Keyward can know: tts-1 is billed per character of input.
+      ctx.record.reportedUsage = { input: characters, output: 0, cached: 0 };
+    }
+  }
+
+  private readonly uploads = new Map<string, Record<string, unknown> & { parts: Buffer[] }>();
+  private readonly vectorStores = new Map<string, Record<string, unknown>>();
+
+  private async createUpload(ctx: RequestContext): Promise<void> {
+    if (!(await this.admit(ctx, { generation: false }))) return;
+    const body = isRecord(ctx.body) ? ctx.body : {};
+    if (typeof body.filename !== 'string' || typeof body.purpose !== 'string' || typeof body.bytes !== 'number') {
+      this.sendError(ctx, {
+        status: 400,
+        message: "'filename', 'purpose', 'bytes' and 'mime_type' are required.",
+        type: 'invalid_request_error',
+        param: 'filename',
+        code: null,
+      });
+      return;
+    }
+    const upload = {
+      id: `upload_${randomString(24)}`,
+      object: 'upload',
+      bytes: body.bytes,
+      created_at: nowSeconds(),
+      filename: body.filename,
+      purpose: body.purpose,
+      status: 'pending',
+      expires_at: nowSeconds() + 3600,
+      file: null as unknown,
+      parts: [] as Buffer[],
+    };
+    this.uploads.set(upload.id, upload);
+    const { parts: _parts, ...view } = upload;
+    this.sendJson(ctx, 200, view);
+  }
+
+  private async uploadStep(ctx: RequestContext, id: string, step: 'parts' | 'complete' | 'cancel'): Promise<void> {
+    if (!(await this.admit(ctx, { generation: false }))) return;
+    const upload = this.uploads.get(id);
+    if (!upload) {
+      this.sendError(ctx, this.noSuch('upload', id));
+      return;
+    }
+    if (step === 'parts') {
+      const data = ctx.form?.files.find((file) => file.field === 'data');
+      if (!data) {
+        this.sendError(ctx, {
+          status: 400,
+          message: "'data' is required.",
+          type: 'invalid_request_error',
+          param: 'data',
+          code: null,
+        });
+        return;
+      }
+      upload.parts.push(data.bytes);
+      this.sendJson(ctx, 200, {
+        id: `part_${randomString(24)}`,
+        object: 'upload.part',
+        created_at: nowSeconds(),
+        upload_id: id,
+      });
+      return;
+    }
+    if (step === 'complete') {
+      const bytes = Buffer.concat(upload.parts);
+      const file = this.fileObject(String(upload.filename), bytes.length, String(upload.purpose));
+      this.storedFiles.set(String(file.id), { object: file, bytes });
+      Object.assign(upload, { status: 'completed', file });
+    } else {
+      upload.status = 'cancelled';
+    }
+    const { parts: _parts, ...view } = upload;
+    this.sendJson(ctx, 200, view);
+  }
+
+  private async createVectorStore(ctx: RequestContext): Promise<void> {
+    if (!(await this.admit(ctx, { generation: false }))) return;
+    const body = isRecord(ctx.body) ? ctx.body : {};
+    const fileIds = Array.isArray(body.file_ids) ? body.file_ids : [];
+    const store = {
+      id: `vs_${randomString(24)}`,
+      object: 'vector_store',
+      created_at: nowSeconds(),
+      name: typeof body.name === 'string' ? body.name : null,
+      usage_bytes: 0,
+      file_counts: { in_progress: 0, completed: fileIds.length, failed: 0, cancelled: 0, total: fileIds.length },
+      status: 'completed',
+      expires_after: null,
+      expires_at: null,
+      last_active_at: nowSeconds(),
+      metadata: isRecord(body.metadata) ? body.metadata : {},
+    };
+    this.vectorStores.set(store.id, store);
+    this.sendJson(ctx, 200, store);
+  }
+
+  private async searchVectorStore(ctx: RequestContext, id: string): Promise<void> {
+    if (!(await this.admit(ctx, { generation: false }))) return;
+    if (!this.vectorStores.has(id)) {
+      this.sendError(ctx, this.noSuch('vector_store', id));
+      return;
+    }
+    const body = isRecord(ctx.body) ? ctx.body : {};
+    this.sendJson(ctx, 200, {
+      object: 'vector_store.search_results.page',
+      search_query: [typeof body.query === 'string' ? body.query : ''],
+      data: [],
+      has_more: false,
+      next_page: null,
+    });
   }
 
   // ---- errors ---------------------------------------------------------------------------------

@@ -12,7 +12,14 @@ import {
   roundUsd,
   ValidBehaviour,
 } from './fake-provider';
-import { ChatAnswer, ChatRequest, ChunkPosition, CompatError, OpenAiCompatibleFakeProvider } from './openai-compatible';
+import {
+  ChatAnswer,
+  ChatRequest,
+  ChunkPosition,
+  CompatError,
+  CompatFeature,
+  OpenAiCompatibleFakeProvider,
+} from './openai-compatible';
 
 /** USD per token, as strings: the shape of `GET /api/v1/models` → `pricing`. */
 export const OPENROUTER_MODEL_PRICES: Record<string, { prompt: string; completion: string }> = {
@@ -62,6 +69,11 @@ export class OpenRouterFakeProvider extends OpenAiCompatibleFakeProvider {
   readonly retiredKeys: string[] = [];
   protected readonly displayName = 'OpenRouter';
   protected readonly apiPrefix = '/api/v1';
+  protected override readonly supportsEmbeddings = true;
+  protected override readonly features: ReadonlySet<CompatFeature> = new Set<CompatFeature>([
+    'responses',
+    'completions',
+  ]);
   protected override readonly reportsCost = true;
   private managementKey: string | undefined;
   private readonly records = new Map<string, OpenRouterKeyRecord>();
@@ -140,7 +152,7 @@ export class OpenRouterFakeProvider extends OpenAiCompatibleFakeProvider {
           finish_reason: answer.finishReason,
           native_finish_reason: answer.finishReason,
           index: 0,
-          message: { role: 'assistant', content: answer.plan.text, refusal: null, reasoning: null },
+          message: { role: 'assistant', ...this.messageFields(answer), refusal: null, reasoning: null },
         },
       ],
       usage: this.usageBody(answer.usage),
@@ -321,7 +333,15 @@ export class OpenRouterFakeProvider extends OpenAiCompatibleFakeProvider {
 
   // ---- /key and the management API ------------------------------------------------------------
 
+  protected override isOrganizationPath(path: string): boolean {
+    return /^\/api\/v1\/(keys|credits)(\/|$)/.test(path);
+  }
+
   protected override async routeExtra(ctx: RequestContext, sub: string): Promise<boolean> {
+    if (sub === '/generation' && ctx.method === 'GET') {
+      await this.generation(ctx);
+      return true;
+    }
     if (sub === '/key' && ctx.method === 'GET') {
       await this.currentKey(ctx);
       return true;
@@ -467,5 +487,18 @@ export class OpenRouterFakeProvider extends OpenAiCompatibleFakeProvider {
       created_at: record.createdAt,
       updated_at: null,
     };
+  }
+
+  /** `GET /generation?id=`: what a past call cost; a read-back, not new usage. */
+  private async generation(ctx: RequestContext): Promise<void> {
+    if (!(await this.admit(ctx, { generation: false }))) return;
+    const id = ctx.query.get('id');
+    if (!id) {
+      this.sendError(ctx, { status: 400, message: 'id is required' });
+      return;
+    }
+    this.sendJson(ctx, 200, {
+      data: { id, model: 'openai/gpt-4o-mini', total_cost: 0, tokens_prompt: 0, tokens_completion: 0, streamed: false },
+    });
   }
 }
