@@ -1,7 +1,7 @@
 import type { ServerResponse } from 'node:http';
 import type { Dispatcher } from 'undici';
 import type { StreamUsageTap, UsageCount } from '../plugin-system/provider-plugin';
-import { SseDecoder } from '../plugin-system/sse';
+import { decodedTap, SseDecoder } from '../plugin-system/provider-plugin';
 import type { Call } from './gateway-call';
 import { decodeBody, DROPPED_RESPONSE_HEADERS } from './upstream';
 
@@ -52,8 +52,14 @@ export function relay(call: Call, response: Dispatcher.ResponseData, attempt: nu
   }
   res.writeHead(response.statusCode, headers);
 
-  const tap: StreamUsageTap | undefined =
-    isSse && billable && encoding === 'identity' ? call.plugin.createStreamTap() : undefined;
+  // A compressed stream (asked for identity, sent gzip anyway) passes on as it came; the tap
+  // reads it decoded.
+  let tap: StreamUsageTap | undefined;
+  if (isSse && billable) {
+    const plain = call.plugin.createStreamTap(call.target.endpoint);
+    tap = encoding === 'identity' ? plain : decodedTap(plain, encoding);
+  }
+  const readsJson = !isSse && billable && contentType.includes('json');
   const collected: Buffer[] = [];
   let collectedBytes = 0;
   let terminal = false;
@@ -61,13 +67,15 @@ export function relay(call: Call, response: Dispatcher.ResponseData, attempt: nu
   let kept: Buffer[] = [];
   const decoder =
     isSse && encoding === 'identity'
-      ? new SseDecoder((event, raw) => {
-          relayedDataBytes += event.data.length;
-          if (event.data === '[DONE]' || (event.event !== undefined && TERMINAL_EVENTS.has(event.event)))
-            terminal = true;
-          if (tap) tap.push(raw);
-          if (filter && !(event.data && event.data.includes('"usage"') && filter(event.data))) kept.push(raw);
-        })
+      ? new SseDecoder(
+          (event, raw) => {
+            relayedDataBytes += event.data.length;
+            if (event.data === '[DONE]' || (event.event !== undefined && TERMINAL_EVENTS.has(event.event)))
+              terminal = true;
+            if (filter && !(event.data && event.data.includes('"usage"') && filter(event.data))) kept.push(raw);
+          },
+          { onOversized: (bytes) => filter && kept.push(bytes) },
+        )
       : undefined;
   const body = response.body;
 
@@ -79,18 +87,25 @@ export function relay(call: Call, response: Dispatcher.ResponseData, attempt: nu
       if (settled) return;
       settled = true;
       res.off('close', onClose);
-      resolve({ complete: complete || terminal, usage: usageOf(), relayedDataBytes });
+      void Promise.resolve(tap?.end?.())
+        .catch(() => undefined)
+        .then(() => resolve({ complete: complete || terminal, usage: usageOf(), relayedDataBytes }));
     };
     const usageOf = (): UsageCount | undefined => {
+      const { endpoint } = call.target;
       if (tap) return tap.result();
-      if (collectedBytes === 0 || !contentType.includes('json')) return undefined;
-      try {
-        return call.plugin.usageFrom(
-          JSON.parse(decodeBody(Buffer.concat(collected, collectedBytes), encoding).toString('utf8')),
-        );
-      } catch {
-        return undefined;
+      if (!billable) return undefined;
+      let fromAnswer: UsageCount | undefined;
+      if (collectedBytes > 0 && contentType.includes('json')) {
+        try {
+          const text = decodeBody(Buffer.concat(collected, collectedBytes), encoding).toString('utf8');
+          fromAnswer = call.plugin.usageFrom(JSON.parse(text), endpoint);
+        } catch {
+          fromAnswer = undefined;
+        }
       }
+      // Answers that carry no usage (speech is audio bytes) are counted from the request.
+      return fromAnswer ?? call.plugin.usageFromRequest?.(call.json, endpoint);
     };
     // The client left: a stream that already delivered its terminal event is complete.
     const onClose = () => {
@@ -101,8 +116,9 @@ export function relay(call: Call, response: Dispatcher.ResponseData, attempt: nu
     };
     res.on('close', onClose);
     body.on('data', (chunk: Buffer) => {
+      if (tap) tap.push(chunk);
       if (decoder) decoder.push(chunk);
-      else if (billable && collectedBytes + chunk.length <= MAX_USAGE_BODY) {
+      else if (readsJson && collectedBytes + chunk.length <= MAX_USAGE_BODY) {
         collected.push(chunk);
         collectedBytes += chunk.length;
       }

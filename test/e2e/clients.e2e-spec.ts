@@ -26,10 +26,7 @@ import { apiToken, startTestApp, type TestApp } from '../support/test-app';
  * Real client libraries, unchanged but for their base URL, through Keyward to the fake providers:
  * plain, streamed and tool calls, non-ASCII text split at every byte, and after each case the
  * usage API shows exactly what the fake reported (read back from its request log).
- *
- * Cases marked `it.skip` with `// needs gateway: …` fail because of the gateway, not the plugin or
- * the fake; they are enabled once the gateway is wired to the plugin SDK (endpoint-aware usage,
- * decodedTap, the byte-level SSE relay, /v1 routing of responses and embeddings).
+
  */
 jest.setTimeout(30_000);
 
@@ -267,9 +264,7 @@ describe('Clients through Keyward', () => {
       expect(again).toMatchObject({ id: batch.id, status: 'validating' });
       await expectUsageAsReported(l);
     });
-
-    // needs gateway: pass the matched ProviderEndpoint to usageFrom, so read routes count 0 tokens
-    it.skip('chat.completions.retrieve and responses.retrieve are not counted as new usage', async () => {
+    it('chat.completions.retrieve and responses.retrieve are not counted as new usage', async () => {
       const l = await lane('openai', { usage: { input: 41, output: 9 } });
       const c = client(l);
       const completion = await c.chat.completions.create({ model: 'gpt-5', messages, store: true });
@@ -298,9 +293,7 @@ describe('Clients through Keyward', () => {
       expect(text).toBe(JAPANESE);
       await expectUsageAsReported(l);
     });
-
-    // needs gateway: the relay decodes each chunk on its own when it hides the added usage chunk
-    it.skip('a non-ASCII stream split at every byte arrives whole when Keyward hides its usage chunk', async () => {
+    it('a non-ASCII stream split at every byte arrives whole when Keyward hides its usage chunk', async () => {
       const l = await lane('openai', { usage: { input: 17, output: 3 }, reply: JAPANESE });
       openai.splitStream = { mode: 'every-byte' };
       let text = '';
@@ -324,9 +317,7 @@ describe('Clients through Keyward', () => {
       expect(text).toBe(JAPANESE);
       await expectUsageAsReported(l);
     });
-
-    // needs gateway: ask upstream for identity and read compressed answers through decodedTap / decodeContent
-    it.skip('an upstream that answers gzip anyway is relayed intact and still counted', async () => {
+    it('an upstream that answers gzip anyway is relayed intact and still counted', async () => {
       const l = await lane('openai', { usage: { input: 29, output: 7 } });
       openai.compressAnyway = 'gzip';
       const c = client(l);
@@ -360,9 +351,7 @@ describe('Clients through Keyward', () => {
       expect(answer.usage).toMatchObject({ prompt_tokens: 11, completion_tokens: 2 });
       await expectUsageAsReported(l);
     });
-
-    // needs gateway: /v1 routes only chat completions; responses and embeddings get 404
-    it.skip('the /v1 entry serves responses and embeddings by model name', async () => {
+    it('the /v1 entry serves responses and embeddings by model name', async () => {
       const l = await lane('openai', { usage: { input: 13, output: 2 } });
       const c = client(l, '/v1');
       const response = await c.responses.create({ model: 'gpt-5', input: 'hi' });
@@ -372,9 +361,7 @@ describe('Clients through Keyward', () => {
       expect(embedded.data).toHaveLength(1);
       await expectUsageAsReported(l);
     });
-
-    // needs gateway: route a model to the plugin that lists it exactly, a provider/ prefix only otherwise
-    it.skip('the /v1 entry sends openai/gpt-oss-120b, a model the Groq plugin lists, to Groq', async () => {
+    it('the /v1 entry sends openai/gpt-oss-120b, a model the Groq plugin lists, to Groq', async () => {
       await lane('openai', {});
       const l = await lane('groq', { usage: { input: 15, output: 2 } });
       const answer = await client(l, '/v1').chat.completions.create({ model: 'openai/gpt-oss-120b', messages });
@@ -382,9 +369,7 @@ describe('Clients through Keyward', () => {
       expect(answer.usage).toMatchObject({ prompt_tokens: 15 });
       await expectUsageAsReported(l);
     });
-
-    // needs gateway: a stream whose terminal event reached the client is a success, whatever the socket does afterwards
-    it.skip('records streams the SDK closes on [DONE] as successes', async () => {
+    it('records streams the SDK closes on [DONE] as successes', async () => {
       const l = await lane('openai', { usage: { input: 9, output: 4 } });
       // The provider's end of body comes 50 ms after [DONE]; the SDK has closed by then.
       openai.streamEndDelayMs = 50;
