@@ -15,7 +15,8 @@ import { createRateLimiter } from './rate-limiter';
     {
       provide: RATE_LIMITER,
       inject: [KEYWARD_CONFIG],
-      useFactory: (config: KeywardConfig) => createRateLimiter(config.redisUrl),
+      useFactory: (config: KeywardConfig) =>
+        createRateLimiter(config.redisUrl, { commandTimeoutMs: config.durability.redisTimeoutMs }),
     },
   ],
   exports: [AccessTokensService, RATE_LIMITER],
