@@ -332,11 +332,12 @@ export class AccessTokensService implements OnModuleInit, OnModuleDestroy {
     if (this.health && !this.health.up) return this.fromStale(stale);
     let row: PrincipalRow | undefined;
     try {
-      [row] = await this.dataSource.query<PrincipalRow[]>(
+      const query = this.dataSource.query<PrincipalRow[]>(
         `SELECT id, name, providers, models, rate_limit_per_minute, allowed_ips, expires_at
            FROM access_tokens WHERE token_hash = $1 AND revoked_at IS NULL`,
         [hash],
       );
+      [row] = await (this.health ? this.health.guard(query) : query);
     } catch (error) {
       this.health?.reportFailure(error);
       if (!this.health) throw error;

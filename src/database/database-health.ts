@@ -11,6 +11,8 @@ const RETRY_AFTER_SECONDS = 5;
 const PROBE_UP_MS = 2_000;
 const PROBE_DOWN_MS = 500;
 const PROBE_TIMEOUT_MS = 1_000;
+/** How long a cache load may take before the cache answers from its last good value. */
+const CACHE_QUERY_TIMEOUT_MS = 3_000;
 
 /** The database cannot answer and the cache has nothing (or nothing recent enough) to serve. */
 export class DatabaseUnavailableError extends Error {
@@ -70,6 +72,31 @@ export class DatabaseHealth implements OnModuleInit, OnModuleDestroy {
   /** Called with `true` when the database came back, `false` when it went. */
   onChange(listener: (up: boolean) => void): void {
     this.listeners.push(listener);
+  }
+
+  /**
+   * A cache load that may not wait longer than `timeoutMs` (a hung server never answers): past
+   * it the promise rejects, the database counts as down, and the cache serves its last good value.
+   */
+  guard<T>(query: Promise<T>, timeoutMs = CACHE_QUERY_TIMEOUT_MS): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        const error = new Error(`query timeout: no answer within ${timeoutMs} ms`);
+        this.set('down', error.message);
+        reject(error);
+      }, timeoutMs);
+      timer.unref();
+      query.then(
+        (value) => {
+          clearTimeout(timer);
+          resolve(value);
+        },
+        (error: unknown) => {
+          clearTimeout(timer);
+          reject(error instanceof Error ? error : new Error(String(error)));
+        },
+      );
+    });
   }
 
   /** A query failed in a way that says the server is unreachable (not a constraint or syntax error). */

@@ -111,7 +111,8 @@ export class KeyPool implements OnModuleInit {
       throw this.health.unavailable();
     }
     const generation = this.generation;
-    const keys = this.load(provider).then(
+    const loading = this.load(provider);
+    const keys = (this.health ? this.health.guard(loading) : loading).then(
       (list) => {
         if (generation === this.generation) this.lastGood.set(provider, list);
         return list;

@@ -90,7 +90,7 @@ export class PricingService implements OnModuleInit {
     let overrides: ProviderPrice[];
     try {
       if (this.health && !this.health.up) throw this.health.unavailable();
-      overrides = await this.overrides(providerId);
+      overrides = await (this.health ? this.health.guard(this.overrides(providerId)) : this.overrides(providerId));
     } catch (error) {
       this.health?.reportFailure(error);
       const fallback = cached?.table ?? table;

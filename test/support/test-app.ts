@@ -40,9 +40,15 @@ export interface TestApp {
  * The real application — same module, same Express wiring as `npm start` — on a fresh database
  * of the run's PostgreSQL, with the first owner created from the environment as at a real start.
  */
-export async function startTestApp(env: NodeJS.ProcessEnv = {}): Promise<TestApp> {
+export async function startTestApp(
+  env: NodeJS.ProcessEnv = {},
+  options: {
+    /** Another instance on the same database (or the same one through a proxy), instead of a fresh one. */
+    databaseUrl?: string;
+  } = {},
+): Promise<TestApp> {
   const dataDir = mkdtempSync(path.join(tmpdir(), 'keyward-app-'));
-  const databaseUrl = await createTestDatabase();
+  const databaseUrl = options.databaseUrl ?? (await createTestDatabase());
   const config = loadConfig({
     KEYWARD_DATA_DIR: dataDir,
     KEYWARD_ADMIN_EMAIL: OWNER.email,
