@@ -62,9 +62,16 @@ export interface Traffic {
 /**
  * `workers` clients calling the gateway one call after another over keep-alive connections,
  * until `stop()`, `maxCalls` in total, or the server goes away (a worker whose call gets no
- * answer stops). Loopback only, bounded.
+ * answer stops). Loopback only, bounded. A call that fails while its body is read (a killed
+ * server) counts as no answer.
  */
-export function gatewayTraffic(url: string, token: string, workers = 6, maxCalls = 2_000): Traffic {
+export function gatewayTraffic(
+  url: string,
+  token: string,
+  workers = 6,
+  maxCalls = 2_000,
+  options: { stream?: boolean } = {},
+): Traffic {
   let running = true;
   let started = 0;
   const traffic: Traffic = {
@@ -81,8 +88,13 @@ export function gatewayTraffic(url: string, token: string, workers = 6, maxCalls
         const res = await fetch(`${url}/proxy/openai/v1/chat/completions`, {
           method: 'POST',
           headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
-          body: JSON.stringify({ model: 'gpt-5', messages: [{ role: 'user', content: 'hi' }] }),
+          body: JSON.stringify({
+            model: 'gpt-5',
+            messages: [{ role: 'user', content: 'hi' }],
+            ...(options.stream ? { stream: true } : {}),
+          }),
         });
+        // A stream counts as answered once it ended (the last event and the end of the body).
         await res.arrayBuffer();
         if (res.status === 200) traffic.ok++;
         else traffic.statuses[res.status] = (traffic.statuses[res.status] ?? 0) + 1;
