@@ -33,6 +33,7 @@ export interface TestApp {
   logs: LogCapture;
   dataSource: DataSource;
   databaseUrl: string;
+  keyring: Keyring;
   close(): Promise<void>;
 }
 
@@ -45,6 +46,8 @@ export async function startTestApp(
   options: {
     /** Another instance on the same database (or the same one through a proxy), instead of a fresh one. */
     databaseUrl?: string;
+    /** The other instance's keyring, to share its database (its keys are sealed with it). */
+    keyring?: Keyring;
   } = {},
 ): Promise<TestApp> {
   const dataDir = mkdtempSync(path.join(tmpdir(), 'keyward-app-'));
@@ -59,7 +62,7 @@ export async function startTestApp(
     ...env,
   });
   const logs = new LogCapture();
-  const keyring = new Keyring([[1, Keyring.generateKey()]]);
+  const keyring = options.keyring ?? new Keyring([[1, Keyring.generateKey()]]);
   const app = await createApp({
     config,
     keyring,
@@ -75,6 +78,7 @@ export async function startTestApp(
     logs,
     dataSource: app.get(DataSource),
     databaseUrl,
+    keyring,
     close: async () => {
       await app.close();
       rmSync(dataDir, { recursive: true, force: true });
