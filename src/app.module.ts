@@ -15,6 +15,8 @@ import { ConsoleModule } from './console/console.module';
 import { KEYRING } from './crypto/crypto.constants';
 import { CryptoModule } from './crypto/crypto.module';
 import { dataSourceOptions } from './database/data-source-options';
+import { DatabaseModule } from './database/database.module';
+import { LifecycleModule } from './lifecycle/lifecycle.module';
 import { HealthController } from './health/health.controller';
 import { AlertsModule } from './alerts/alerts.module';
 import { GatewayModule } from './gateway/gateway.module';
@@ -53,6 +55,8 @@ export class AppModule {
         TypeOrmModule.forRoot({ ...dataSourceOptions(runtime.databaseUrl), migrationsRun: true }),
         EventEmitterModule.forRoot(),
         ScheduleModule.forRoot(),
+        LifecycleModule,
+        DatabaseModule,
         CryptoModule,
         PluginSystemModule.forRoot(runtime.plugins),
         AuditModule,

@@ -12,6 +12,7 @@ import proxyAddr from 'proxy-addr';
 import type { Pool } from 'pg';
 import { DataSource } from 'typeorm';
 import { GatewayService } from './gateway/gateway.service';
+import { ShutdownService } from './lifecycle/shutdown.service';
 import type { PostgresDriver } from 'typeorm/driver/postgres/PostgresDriver';
 import { AuditService } from './audit/audit.service';
 import { UsersService } from './auth/users/users.service';
@@ -45,7 +46,10 @@ export async function configureApp(app: NestExpressApplication, runtime: Keyward
   const server = app.getHttpServer() as HttpServer;
   const [express] = server.listeners('request') as ((req: IncomingMessage, res: ServerResponse) => void)[];
   server.removeAllListeners('request');
+  const shutdown = app.get(ShutdownService);
+  shutdown.attach(server);
   server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    shutdown.onRequest(req, res);
     if (!gateway.handleRequest(req, res)) express(req, res);
   });
 

@@ -2,6 +2,7 @@ import 'reflect-metadata';
 import { SetupService } from './auth/setup.service';
 import { createApp, prepareRuntime } from './bootstrap';
 import { ConfigError, loadConfig } from './config/config';
+import { ShutdownService } from './lifecycle/shutdown.service';
 import { PluginConflictError } from './plugin-system/plugin-loader';
 
 const write = (line: string) => process.stdout.write(`${line}\n`);
@@ -36,9 +37,12 @@ async function main(): Promise<void> {
     if (stopping) return;
     stopping = true;
     write(`Keyward: ${signal} received, shutting down...`);
-    const force = setTimeout(() => process.exit(1), 15_000);
+    // The grace for calls in flight, plus time to flush and close; past it the exit is forced.
+    const force = setTimeout(() => process.exit(1), config.durability.shutdownGraceMs + 15_000);
     force.unref();
     try {
+      // Drain first (stop accepting, finish calls, flush usage), then let Nest close the modules.
+      await app?.get(ShutdownService).shutdown();
       await app?.close();
     } finally {
       await embedded?.stop();

@@ -17,7 +17,8 @@ import { TokenBudgets } from './token-budgets';
     {
       provide: RATE_LIMITER,
       inject: [KEYWARD_CONFIG],
-      useFactory: (config: KeywardConfig) => createRateLimiter(config.redisUrl),
+      useFactory: (config: KeywardConfig) =>
+        createRateLimiter(config.redisUrl, { commandTimeoutMs: config.durability.redisTimeoutMs }),
     },
   ],
   exports: [AccessTokensService, RATE_LIMITER],

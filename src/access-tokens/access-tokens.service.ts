@@ -1,10 +1,10 @@
-import { Injectable, Logger, OnModuleDestroy, OnModuleInit } from '@nestjs/common';
+import { Injectable, Logger, OnModuleDestroy, OnModuleInit, Optional } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
-import { Client } from 'pg';
 import { DataSource } from 'typeorm';
-import type { PostgresDataSourceOptions } from 'typeorm/driver/postgres/PostgresDataSourceOptions';
 import { conflict, type FieldError, notFound, ValidationProblem } from '../common/problem';
+import { ChangeFeedService } from '../database/change-feed';
+import { DatabaseHealth } from '../database/database-health';
 import { ProviderRegistry } from '../plugin-system/provider-registry';
 import { AccessToken } from './access-token.entity';
 import { ACCESS_TOKEN_PATTERN, TOKENS_CHANNEL } from './access-tokens.constants';
@@ -34,7 +34,6 @@ const NEGATIVE_TTL_MS = 5_000;
 const CACHE_MAX = 10_000;
 /** `last_used_at` is written at most this often per token, in one statement for all of them. */
 const TOUCH_FLUSH_MS = 10_000;
-const RECONNECT_MAX_MS = 30_000;
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const escapeLike = (s: string) => s.replace(/[\\%_]/g, '\\$&');
@@ -65,7 +64,10 @@ function remember<V>(map: Map<string, V>, key: string, value: V): void {
  * Access tokens: what applications present to the gateway instead of provider keys. Creating one
  * returns the token once; only its SHA-256 is stored. The gateway's hot path (`resolve`,
  * `ipAllowed`, `allows`, `touch`) answers from memory: lookups are cached by token hash, and a
- * revoke anywhere reaches every instance's cache through PostgreSQL LISTEN/NOTIFY.
+ * revoke anywhere reaches every instance's cache through the change feed (`keyward_tokens`).
+ * While PostgreSQL is unreachable, a token that resolved before keeps resolving to its last
+ * known principal (within the outage window, see DatabaseHealth); an unknown one gets
+ * DatabaseUnavailableError (503), since nobody can tell whether it is valid.
  */
 @Injectable()
 export class AccessTokensService implements OnModuleInit, OnModuleDestroy {
@@ -78,38 +80,35 @@ export class AccessTokensService implements OnModuleInit, OnModuleDestroy {
   private generation = 0;
   private readonly ranges = new WeakMap<GatewayPrincipal, IpRange[]>();
 
+  /** By token hash, the last principal the database gave: what an outage serves. */
+  private readonly lastGood = new Map<string, GatewayPrincipal>();
+
   private readonly lastUse = new Map<string, number>();
   private flushTimer?: NodeJS.Timeout;
-
-  private listener: Client | null = null;
-  private reconnectTimer?: NodeJS.Timeout;
-  private reconnectDelay = 500;
-  private closing = false;
 
   constructor(
     @InjectDataSource() private readonly dataSource: DataSource,
     private readonly registry: ProviderRegistry,
     private readonly budgets: TokenBudgets,
+    @Optional() private readonly feed?: ChangeFeedService,
+    @Optional() private readonly health?: DatabaseHealth,
   ) {}
 
   private get repo() {
     return this.dataSource.getRepository(AccessToken);
   }
 
-  async onModuleInit(): Promise<void> {
+  onModuleInit(): void {
     this.flushTimer = setInterval(() => void this.flushUsage(), TOUCH_FLUSH_MS);
     this.flushTimer.unref();
-    await this.listen();
+    this.feed?.subscribe(TOKENS_CHANNEL, (id) => this.invalidate(id || undefined));
+    // Revokes committed while nobody listened were missed: start from the database.
+    this.feed?.onReconnect(() => this.invalidate());
   }
 
   async onModuleDestroy(): Promise<void> {
-    this.closing = true;
     clearInterval(this.flushTimer);
-    clearTimeout(this.reconnectTimer);
     await this.flushUsage();
-    const listener = this.listener;
-    this.listener = null;
-    await listener?.end().catch(() => undefined);
   }
 
   // ---- management -------------------------------------------------------------------------
@@ -357,7 +356,8 @@ export class AccessTokensService implements OnModuleInit, OnModuleDestroy {
 
   /** Writes the recorded uses now (the timer does it every 10 s; tests and shutdown call it). */
   async flushUsage(): Promise<void> {
-    if (this.lastUse.size === 0) return;
+    // While the database is away the uses stay here, and are written once it is back.
+    if (this.lastUse.size === 0 || (this.health && !this.health.up)) return;
     const batch = [...this.lastUse];
     this.lastUse.clear();
     try {
@@ -368,7 +368,11 @@ export class AccessTokensService implements OnModuleInit, OnModuleDestroy {
         [batch.map(([id]) => id), batch.map(([, at]) => new Date(at).toISOString())],
       );
     } catch (error) {
-      this.logger.warn({ err: error }, `Could not record last use of ${batch.length} access token(s)`);
+      this.health?.reportFailure(error);
+      for (const [id, at] of batch) if ((this.lastUse.get(id) ?? 0) < at) this.lastUse.set(id, at);
+      if (this.health?.up !== false) {
+        this.logger.warn({ err: error }, `Could not record last use of ${batch.length} access token(s)`);
+      }
     }
   }
 
@@ -376,22 +380,41 @@ export class AccessTokensService implements OnModuleInit, OnModuleDestroy {
 
   private async lookup(hash: string): Promise<GatewayPrincipal | null> {
     const generation = this.generation;
-    const [row] = await this.dataSource.query<PrincipalRow[]>(
-      `SELECT id, name, providers, models, rate_limit_per_minute, allowed_ips, expires_at, scopes
-         FROM access_tokens WHERE token_hash = $1 AND revoked_at IS NULL`,
-      [hash],
-    );
+    const stale = this.lastGood.get(hash);
+    if (this.health && !this.health.up) return this.fromStale(stale);
+    let row: PrincipalRow | undefined;
+    try {
+      const query = this.dataSource.query<PrincipalRow[]>(
+        `SELECT id, name, providers, models, rate_limit_per_minute, allowed_ips, expires_at, scopes
+           FROM access_tokens WHERE token_hash = $1 AND revoked_at IS NULL`,
+        [hash],
+      );
+      [row] = await (this.health ? this.health.guard(query) : query);
+    } catch (error) {
+      this.health?.reportFailure(error);
+      if (!this.health) throw error;
+      return this.fromStale(this.lastGood.get(hash));
+    }
     const now = Date.now();
     const principal = row && !(row.expires_at && row.expires_at.getTime() <= now) ? toPrincipal(row) : null;
     if (generation === this.generation) {
       if (principal) {
-        const ttl = this.listener ? POSITIVE_TTL_MS : UNLISTENED_POSITIVE_TTL_MS;
+        const ttl = this.feed?.isListening ? POSITIVE_TTL_MS : UNLISTENED_POSITIVE_TTL_MS;
         remember(this.positives, hash, { principal, until: now + ttl });
+        remember(this.lastGood, hash, principal);
       } else {
         remember(this.negatives, hash, now + NEGATIVE_TTL_MS);
+        this.lastGood.delete(hash);
       }
     }
     return principal;
+  }
+
+  /** During an outage: the token's last known principal, or 503 when there is none (or the window passed). */
+  private fromStale(stale: GatewayPrincipal | undefined): GatewayPrincipal | null {
+    if (!stale || !this.health!.canServeStale()) throw this.health!.unavailable();
+    if (stale.expiresAt !== null && stale.expiresAt.getTime() <= Date.now()) return null;
+    return stale;
   }
 
   /**
@@ -406,61 +429,7 @@ export class AccessTokensService implements OnModuleInit, OnModuleDestroy {
       return;
     }
     for (const [hash, entry] of this.positives) if (entry.principal.id === id) this.positives.delete(hash);
-  }
-
-  // ---- LISTEN/NOTIFY ----------------------------------------------------------------------
-
-  /** Opens the dedicated LISTEN connection; on failure, retries with backoff. */
-  private async listen(): Promise<void> {
-    if (this.closing) return;
-    const url = (this.dataSource.options as PostgresDataSourceOptions).url;
-    if (!url) {
-      this.logger.warn('No database URL to LISTEN with; cached tokens are trusted for 1 s only');
-      return;
-    }
-    const client = new Client({ connectionString: url, application_name: 'keyward-token-listener' });
-    let failed = false;
-    const fail = (error?: Error) => {
-      if (failed) return;
-      failed = true;
-      this.onListenerLost(client, error);
-    };
-    client.on('error', fail);
-    client.on('end', () => fail());
-    client.on('notification', (message) => {
-      if (message.channel === TOKENS_CHANNEL) this.invalidate(message.payload || undefined);
-    });
-    try {
-      await client.connect();
-      await client.query(`LISTEN ${TOKENS_CHANNEL}`);
-    } catch (error) {
-      fail(error as Error);
-      return;
-    }
-    if (failed) return;
-    if (this.closing) {
-      await client.end().catch(() => undefined);
-      return;
-    }
-    this.listener = client;
-    this.reconnectDelay = 500;
-    // Revokes committed while no connection listened were missed: start from the database.
-    this.invalidate();
-  }
-
-  private onListenerLost(client: Client, error?: Error): void {
-    if (this.listener === client) this.listener = null;
-    client.removeAllListeners('notification');
-    void client.end().catch(() => undefined);
-    if (this.closing) return;
-    this.invalidate();
-    this.logger.warn(
-      `Token revocation listener lost${error ? ` (${error.message})` : ''}; reconnecting in ${this.reconnectDelay} ms`,
-    );
-    clearTimeout(this.reconnectTimer);
-    this.reconnectTimer = setTimeout(() => void this.listen(), this.reconnectDelay);
-    this.reconnectTimer.unref();
-    this.reconnectDelay = Math.min(this.reconnectDelay * 2, RECONNECT_MAX_MS);
+    for (const [hash, principal] of this.lastGood) if (principal.id === id) this.lastGood.delete(hash);
   }
 }
 

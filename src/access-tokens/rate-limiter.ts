@@ -1,5 +1,6 @@
 import { Logger, OnModuleDestroy } from '@nestjs/common';
 import Redis from 'ioredis';
+import { randomUUID } from 'node:crypto';
 
 export interface RateLimitResult {
   allowed: boolean;
@@ -61,7 +62,6 @@ export class MemoryRateLimiter implements RateLimiter, OnModuleDestroy {
     return this.takeNow(key, limitPerMinute);
   }
 
-  /** The synchronous core, also used by the Redis limiter while Redis is unreachable. */
   takeNow(key: string, limitPerMinute: number): RateLimitResult {
     checkLimit(limitPerMinute);
     const now = this.now();
@@ -121,44 +121,113 @@ end
 return {1, count, ttl}
 `;
 
+/** Adds a count done locally while Redis was away to the shared window, creating it if it was lost. */
+const ADD_SCRIPT = `
+local count = redis.call('INCRBY', KEYS[1], ARGV[1])
+if redis.call('PTTL', KEYS[1]) < 0 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return count
+`;
+
 type RedisWithTake = Redis & {
   keywardTake(key: string, windowMs: number, limit: number): Promise<[number, number, number]>;
+  keywardAdd(key: string, count: number, ttlMs: number): Promise<number>;
 };
 
 export interface RedisRateLimiterOptions extends RateLimiterOptions {
   /** Prepended to every key; tests use their own so that runs never share counters. */
   prefix?: string;
+  /** A command slower than this is a failure (the caller never waits longer). Default 100 ms. */
+  commandTimeoutMs?: number;
+}
+
+/** Consecutive failures that open the circuit. */
+const OPEN_AFTER_FAILURES = 3;
+/** While open, Redis is probed (PING) this often, off the request path. */
+const PROBE_MS = 1_000;
+/** Each instance says it is alive this often; one silent for 3 periods is no longer counted. */
+const HEARTBEAT_MS = 5_000;
+
+/** What this instance last heard from Redis about a key, and what it allowed on its own since. */
+interface Known {
+  /** The shared count Redis reported with the last answer. */
+  count: number;
+  resetAt: number;
+  /** Calls allowed locally while the circuit was open, in this window. */
+  local: number;
+  /** The most this instance allows alone in this window (its share of what was left). */
+  share: number;
 }
 
 /**
- * Counters shared by every instance through Redis (`keyward:rl:<key>`). If Redis cannot be
- * reached, calls are not queued (that would stall the gateway) and not waved through: each
- * instance falls back to its own in-memory counters until Redis answers again, and says so.
+ * Counters shared by every instance through Redis (`keyward:rl:<key>`), behind a circuit
+ * breaker so that a dead or hung Redis costs the gateway no latency:
+ * - every command has a short timeout (`KEYWARD_REDIS_TIMEOUT_MS`, 100 ms) and no queue;
+ * - after 3 failures in a row the circuit opens: calls are counted locally at once, and a PING
+ *   every second (not a client's request) probes Redis; the first answer closes it again;
+ * - counted locally, an instance stays conservative: it continues from the last count Redis gave
+ *   for the key, and allows only its share of what was left, `floor((limit - count) / N)`, where
+ *   N is the number of instances that sent a heartbeat within the last 15 s (at least 1). A
+ *   window that ends during the outage starts at `floor(limit / N)`. N instances together thus
+ *   never allow more than the limit in a window, however long the outage;
+ * - when Redis is back, what was allowed locally is added to the shared counters.
+ * One log line when Redis goes and one when it is back.
  */
 export class RedisRateLimiter implements RateLimiter, OnModuleDestroy {
   private readonly logger = new Logger('RateLimiter');
   private readonly redis: RedisWithTake;
   private readonly prefix: string;
   private readonly windowMs: number;
-  private readonly fallback: MemoryRateLimiter;
-  private lastWarning = 0;
+  private readonly known = new Map<string, Known>();
+  private readonly instanceId = randomUUID();
+  private instances = 1;
+  private failures = 0;
+  private state: 'closed' | 'open' = 'closed';
+  private openedAt = 0;
+  private probeTimer: NodeJS.Timeout | undefined;
+  private readonly heartbeatTimer: NodeJS.Timeout;
+  private readonly sweeper: NodeJS.Timeout;
   private closed = false;
 
-  constructor(url: string, options: RedisRateLimiterOptions = {}) {
+  constructor(
+    url: string,
+    options: RedisRateLimiterOptions = {},
+    private readonly now: () => number = Date.now,
+  ) {
     this.prefix = options.prefix ?? 'keyward:rl:';
     this.windowMs = options.windowMs ?? WINDOW_MS;
-    this.fallback = new MemoryRateLimiter({ windowMs: this.windowMs });
     this.redis = new Redis(url, {
       enableOfflineQueue: false,
-      commandTimeout: 500,
-      maxRetriesPerRequest: 1,
-      retryStrategy: (attempt) => Math.min(attempt * 200, 5000),
+      commandTimeout: options.commandTimeoutMs ?? 100,
+      maxRetriesPerRequest: 0,
+      retryStrategy: (attempt) => Math.min(attempt * 200, 2000),
     }) as RedisWithTake;
     this.redis.defineCommand('keywardTake', { numberOfKeys: 1, lua: TAKE_SCRIPT });
-    this.redis.on('error', (error: Error) => this.warn(`Redis unavailable (${error.message})`));
+    this.redis.defineCommand('keywardAdd', { numberOfKeys: 1, lua: ADD_SCRIPT });
+    // Connection errors are the circuit's business; ioredis would otherwise print each one.
+    this.redis.on('error', () => undefined);
+    this.redis.on('ready', () => {
+      if (this.state === 'open') void this.probe();
+      void this.heartbeat();
+    });
+    this.heartbeatTimer = setInterval(() => void this.heartbeat(), HEARTBEAT_MS);
+    this.heartbeatTimer.unref();
+    this.sweeper = setInterval(() => this.sweep(), this.windowMs);
+    this.sweeper.unref();
   }
 
-  /** Resolves once connected; rejects after `timeoutMs` (the limiter still works, in memory). */
+  /** `closed` while Redis counts, `open` while this instance counts alone. */
+  get circuit(): 'closed' | 'open' {
+    return this.state;
+  }
+
+  /** Instances this one believes share the budget (from the heartbeats). */
+  get instanceCount(): number {
+    return this.instances;
+  }
+
+  /** Resolves once connected; rejects after `timeoutMs` (the limiter still works, locally). */
   async ready(timeoutMs = 3000): Promise<void> {
     if (this.redis.status === 'ready') return;
     await new Promise<void>((resolve, reject) => {
@@ -172,32 +241,43 @@ export class RedisRateLimiter implements RateLimiter, OnModuleDestroy {
       };
       this.redis.once('ready', onReady);
     });
+    await this.heartbeat();
   }
 
   async take(key: string, limitPerMinute: number): Promise<RateLimitResult> {
     checkLimit(limitPerMinute);
+    if (this.state === 'open' || this.redis.status !== 'ready') {
+      if (this.state === 'closed') this.failed(new Error(`connection ${this.redis.status}`));
+      return this.takeLocally(key, limitPerMinute);
+    }
     try {
       const [allowed, count, ttl] = await this.redis.keywardTake(this.prefix + key, this.windowMs, limitPerMinute);
+      this.failures = 0;
+      this.remember(key, count, ttl);
       return allowed === 1
         ? { allowed: true, remaining: Math.max(0, limitPerMinute - count), retryAfterSeconds: 0 }
         : { allowed: false, remaining: 0, retryAfterSeconds: Math.max(1, Math.ceil(ttl / 1000)) };
     } catch (error) {
       if (this.closed) throw error;
-      this.warn(`Redis rate limit failed (${(error as Error).message}); counting in memory on this instance`);
-      return this.fallback.takeNow(key, limitPerMinute);
+      this.failed(error as Error);
+      return this.takeLocally(key, limitPerMinute);
     }
   }
 
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    await this.fallback.close();
+    clearTimeout(this.probeTimer);
+    clearInterval(this.heartbeatTimer);
+    clearInterval(this.sweeper);
+    this.known.clear();
     // QUIT waits for a connection; one that is still (re)connecting is simply dropped.
-    if (this.redis.status !== 'ready') {
+    if (this.redis.status !== 'ready' || this.state === 'open') {
       this.redis.disconnect();
       return;
     }
     try {
+      await this.redis.zrem(`${this.prefix}instances`, this.instanceId);
       await this.redis.quit();
     } catch {
       this.redis.disconnect();
@@ -208,24 +288,122 @@ export class RedisRateLimiter implements RateLimiter, OnModuleDestroy {
     return this.close();
   }
 
-  /** At most one warning every 30 s: an outage must be visible, not flood the log. */
-  private warn(message: string): void {
+  private remember(key: string, count: number, ttlMs: number): void {
+    const entry = this.known.get(key);
+    const resetAt = this.now() + Math.max(0, ttlMs);
+    if (entry) {
+      entry.count = count;
+      entry.resetAt = resetAt;
+      entry.local = 0;
+      entry.share = -1;
+    } else {
+      this.known.set(key, { count, resetAt, local: 0, share: -1 });
+    }
+  }
+
+  /** The conservative local count while Redis is away (see the class comment). */
+  private takeLocally(key: string, limit: number): RateLimitResult {
+    const now = this.now();
+    let entry = this.known.get(key);
+    if (!entry || entry.resetAt <= now) {
+      entry = { count: 0, resetAt: now + this.windowMs, local: 0, share: -1 };
+      this.known.set(key, entry);
+    }
+    if (entry.share < 0) {
+      const left = Math.max(0, limit - entry.count);
+      entry.share = Math.floor(left / Math.max(1, this.instances));
+    }
+    if (entry.local >= entry.share) {
+      return { allowed: false, remaining: 0, retryAfterSeconds: Math.max(1, Math.ceil((entry.resetAt - now) / 1000)) };
+    }
+    entry.local++;
+    return { allowed: true, remaining: Math.max(0, entry.share - entry.local), retryAfterSeconds: 0 };
+  }
+
+  private failed(error: Error): void {
+    this.failures++;
+    if (this.state === 'open' || this.failures < OPEN_AFTER_FAILURES) return;
+    this.state = 'open';
+    this.openedAt = this.now();
+    this.logger.warn(
+      `Redis is unavailable (${error.message}); counting rate limits on this instance, each of ${this.instances} instance(s) allowing its share, until it answers`,
+    );
+    this.scheduleProbe();
+  }
+
+  private scheduleProbe(): void {
+    if (this.closed || this.probeTimer) return;
+    this.probeTimer = setTimeout(() => {
+      this.probeTimer = undefined;
+      void this.probe();
+    }, PROBE_MS);
+    this.probeTimer.unref();
+  }
+
+  private async probe(): Promise<void> {
+    if (this.closed || this.state !== 'open') return;
+    try {
+      if (this.redis.status !== 'ready') throw new Error(`connection ${this.redis.status}`);
+      await this.redis.ping();
+      await this.reconcile();
+    } catch {
+      this.scheduleProbe();
+      return;
+    }
+    this.state = 'closed';
+    this.failures = 0;
+    this.logger.log(`Redis is back after ${this.now() - this.openedAt} ms; rate limits are shared again`);
+  }
+
+  /** Adds what was allowed locally to the shared counters, so the window's total stays right. */
+  private async reconcile(): Promise<void> {
+    const now = this.now();
+    for (const [key, entry] of this.known) {
+      if (entry.local === 0 || entry.resetAt <= now) continue;
+      const count = await this.redis.keywardAdd(this.prefix + key, entry.local, entry.resetAt - now);
+      entry.count = count;
+      entry.local = 0;
+      entry.share = -1;
+    }
+  }
+
+  private async heartbeat(): Promise<void> {
+    if (this.closed || this.redis.status !== 'ready') return;
+    const set = `${this.prefix}instances`;
     const now = Date.now();
-    if (this.closed || now - this.lastWarning < 30_000) return;
-    this.lastWarning = now;
-    this.logger.warn(message);
+    try {
+      const [, , [, count]] = (await this.redis
+        .multi()
+        .zadd(set, now, this.instanceId)
+        .zremrangebyscore(set, '-inf', now - 3 * HEARTBEAT_MS)
+        .zcard(set)
+        .pexpire(set, 3 * HEARTBEAT_MS)
+        .exec()) as [unknown, unknown, [unknown, number], unknown];
+      this.instances = Math.max(1, Number(count));
+    } catch {
+      // the circuit notices failures on the request path
+    }
+  }
+
+  private sweep(): void {
+    const now = this.now();
+    for (const [key, entry] of this.known) if (entry.resetAt <= now) this.known.delete(key);
   }
 }
 
 /** Redis when `redisUrl` is configured (shared by all instances), else this instance's memory. */
-export async function createRateLimiter(redisUrl: string | undefined, logger = new Logger('RateLimiter')) {
+export async function createRateLimiter(
+  redisUrl: string | undefined,
+  options: RedisRateLimiterOptions = {},
+  logger = new Logger('RateLimiter'),
+) {
   if (!redisUrl) return new MemoryRateLimiter();
-  const limiter = new RedisRateLimiter(redisUrl);
+  const limiter = new RedisRateLimiter(redisUrl, options);
   try {
     await limiter.ready();
     logger.log('Rate limits are counted in Redis, shared by every instance');
   } catch (error) {
-    logger.warn(`${(error as Error).message}; counting rate limits in memory until it answers`);
+    logger.warn(`${(error as Error).message}; counting rate limits on this instance until it answers`);
   }
   return limiter;
 }

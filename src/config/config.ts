@@ -261,6 +261,40 @@ export class Environment {
   @Min(0.01, { message: 'must be a number of USD from 0.01 to 1000000' })
   @Max(1_000_000, { message: 'must be a number of USD from 0.01 to 1000000' })
   KEYWARD_USAGE_REPORT_MAX_COST_USD?: number;
+  // ---- durability (shutdown, journal, outages, Redis) ----
+
+  @IsOptional()
+  @Transform(toInt)
+  @IsInt({ message: 'must be a whole number of milliseconds from 0 to 600000' })
+  @Min(0, { message: 'must be a whole number of milliseconds from 0 to 600000' })
+  @Max(600000, { message: 'must be a whole number of milliseconds from 0 to 600000' })
+  KEYWARD_SHUTDOWN_GRACE_MS?: number;
+
+  @IsOptional()
+  @Transform(emptyToUndefined)
+  @IsIn(['on', 'off'], { message: 'must be on or off' })
+  KEYWARD_USAGE_JOURNAL?: 'on' | 'off';
+
+  @IsOptional()
+  @Transform(toInt)
+  @IsInt({ message: 'must be a whole number of milliseconds from 0 to 86400000 (24 h)' })
+  @Min(0, { message: 'must be a whole number of milliseconds from 0 to 86400000 (24 h)' })
+  @Max(86400000, { message: 'must be a whole number of milliseconds from 0 to 86400000 (24 h)' })
+  KEYWARD_OUTAGE_SERVE_WINDOW_MS?: number;
+
+  @IsOptional()
+  @Transform(toInt)
+  @IsInt({ message: 'must be a whole number of records from 1000 to 10000000' })
+  @Min(1000, { message: 'must be a whole number of records from 1000 to 10000000' })
+  @Max(10000000, { message: 'must be a whole number of records from 1000 to 10000000' })
+  KEYWARD_USAGE_BUFFER_MAX?: number;
+
+  @IsOptional()
+  @Transform(toInt)
+  @IsInt({ message: 'must be a whole number of milliseconds from 5 to 5000' })
+  @Min(5, { message: 'must be a whole number of milliseconds from 5 to 5000' })
+  @Max(5000, { message: 'must be a whole number of milliseconds from 5 to 5000' })
+  KEYWARD_REDIS_TIMEOUT_MS?: number;
 }
 
 export interface KeywardConfig {
@@ -316,6 +350,18 @@ export interface KeywardConfig {
     storeTimeoutMs: number;
     usageReportMaxTokens: number;
     usageReportMaxCostUsd: number;
+  };
+  durability: {
+    /** How long SIGTERM waits for calls in flight before it closes the upstream connections. */
+    shutdownGraceMs: number;
+    /** The local append-only usage journal: a SIGKILL then loses no recorded usage. */
+    usageJournal: boolean;
+    /** How long the gateway serves from its caches while PostgreSQL is unreachable. */
+    outageServeWindowMs: number;
+    /** Usage records held in memory while PostgreSQL is down; beyond it they go to the journal only. */
+    usageBufferMax: number;
+    /** A Redis command slower than this counts as a failure of the rate-limit circuit. */
+    redisTimeoutMs: number;
   };
 }
 
@@ -410,6 +456,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): KeywardConfig 
       storeTimeoutMs: raw.KEYWARD_LIMITS_STORE_TIMEOUT_MS ?? 2000,
       usageReportMaxTokens: raw.KEYWARD_USAGE_REPORT_MAX_TOKENS ?? 10_000_000,
       usageReportMaxCostUsd: raw.KEYWARD_USAGE_REPORT_MAX_COST_USD ?? 1000,
+    },
+    durability: {
+      shutdownGraceMs: raw.KEYWARD_SHUTDOWN_GRACE_MS ?? 25_000,
+      // On by default for the embedded database, whose one machine is the whole deployment.
+      usageJournal: (raw.KEYWARD_USAGE_JOURNAL ?? (raw.DATABASE_URL ? 'off' : 'on')) === 'on',
+      outageServeWindowMs: raw.KEYWARD_OUTAGE_SERVE_WINDOW_MS ?? 15 * 60_000,
+      usageBufferMax: raw.KEYWARD_USAGE_BUFFER_MAX ?? 100_000,
+      redisTimeoutMs: raw.KEYWARD_REDIS_TIMEOUT_MS ?? 100,
     },
   };
 }

@@ -12,6 +12,7 @@ import { KeyRotation } from '../rotation/key-rotation.entity';
 import { AccessToken } from '../access-tokens/access-token.entity';
 import { Gateway1764338400000 } from './migrations/1764338400000-Gateway';
 import { LimitsAndBudgets1764400000001 } from './migrations/1764400000001-LimitsAndBudgets';
+import { UsageRecordIds1764460000000 } from './migrations/1764460000000-UsageRecordIds';
 
 /**
  * Entities and migrations are listed, not globbed: the list is checked by the compiler and
@@ -24,6 +25,7 @@ export const MIGRATIONS = [
   KeyVault1764252000000,
   Gateway1764338400000,
   LimitsAndBudgets1764400000001,
+  UsageRecordIds1764460000000,
 ];
 
 export function dataSourceOptions(url: string): DataSourceOptions {

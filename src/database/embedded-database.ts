@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { existsSync, promises as fs } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { existsSync, promises as fs, readFileSync } from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { Client } from 'pg';
@@ -31,10 +32,46 @@ async function freePort(): Promise<number> {
   });
 }
 
+/** The command line of a process, or '' when it cannot be read. */
+function commandOf(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ');
+  } catch {
+    try {
+      return execFileSync('ps', ['-o', 'command=', '-p', String(pid)], { encoding: 'utf8' });
+    } catch {
+      return '';
+    }
+  }
+}
+
+const isPostgres = (pid: number) => /postgres/.test(commandOf(pid));
+const isNode = (pid: number) => /node|keyward/i.test(commandOf(pid));
+
+/** Sends `signal` and waits up to `timeoutMs` for the process to go; true when it went. */
+async function stopProcess(pid: number, signal: NodeJS.Signals, timeoutMs: number): Promise<boolean> {
+  try {
+    process.kill(pid, signal);
+  } catch {
+    return !isAlive(pid);
+  }
+  const until = Date.now() + timeoutMs;
+  while (Date.now() < until) {
+    if (!isAlive(pid)) return true;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  return !isAlive(pid);
+}
+
+/** A zombie (exited, not yet reaped by a parent that is gone) counts as dead. */
 function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
+    try {
+      return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+    } catch {
+      return true;
+    }
   } catch (error) {
     return (error as NodeJS.ErrnoException).code === 'EPERM';
   }
@@ -92,7 +129,8 @@ export class EmbeddedDatabase {
       await fs.chmod(this.dataDir, 0o711);
       await this.letPostgresThrough();
     }
-    await this.refuseIfInUse();
+    await this.recoverOrRefuse();
+    await fs.writeFile(this.ownerFile, `${process.pid}\n`, { mode: 0o600 });
     const password = await this.password();
     const port = await freePort();
 
@@ -156,8 +194,18 @@ export class EmbeddedDatabase {
     return password;
   }
 
-  /** Two servers on one data directory would corrupt it; PostgreSQL's own lock file tells. */
-  private async refuseIfInUse(): Promise<void> {
+  private get ownerFile(): string {
+    return path.join(this.dataDir, 'postgres.owner');
+  }
+
+  /**
+   * Two servers on one data directory would corrupt it; PostgreSQL's lock file names the server
+   * that holds it, and `postgres.owner` the Keyward process that started that server. After a
+   * crash (SIGKILL, OOM) the server outlives its Keyward: an owner that is gone means the server
+   * is ours and orphaned, so it gets a fast shutdown (then, if it lingers, an immediate one) and
+   * the start goes on. A live owner means another Keyward uses the folder: refused.
+   */
+  private async recoverOrRefuse(): Promise<void> {
     const lock = path.join(this.clusterDir, 'postmaster.pid');
     let content: string;
     try {
@@ -166,13 +214,41 @@ export class EmbeddedDatabase {
       return;
     }
     const pid = Number(content.split('\n')[0]);
-    if (Number.isInteger(pid) && pid > 0 && isAlive(pid)) {
+    const lockDir = content.split('\n')[1]?.trim();
+    if (!Number.isInteger(pid) || pid <= 0 || !isAlive(pid)) {
+      // A stale lock from a crash: PostgreSQL removes it itself when the pid is gone.
+      return;
+    }
+    if (!isPostgres(pid) || (lockDir && path.resolve(lockDir) !== path.resolve(this.clusterDir))) {
+      // The pid was reused by an unrelated process: PostgreSQL would refuse the lock, so it goes.
+      this.log.warn(`removing the stale PostgreSQL lock file ${lock} (process ${pid} is not its server)`);
+      await fs.rm(lock, { force: true });
+      return;
+    }
+    const owner = await this.owner();
+    if (owner !== undefined && owner !== process.pid && isAlive(owner) && isNode(owner)) {
       throw new EmbeddedDatabaseError(
-        `the embedded database in ${this.clusterDir} is already in use by PostgreSQL process ${pid} ` +
-          '(is another Keyward running with the same KEYWARD_DATA_DIR?). Stop that process, or set KEYWARD_DATA_DIR to another folder.',
+        `the embedded database in ${this.clusterDir} is already in use by PostgreSQL process ${pid}, started by Keyward process ${owner} ` +
+          '(another Keyward with the same KEYWARD_DATA_DIR). Stop that Keyward, or set KEYWARD_DATA_DIR to another folder.',
       );
     }
-    // A stale lock from a crash: PostgreSQL removes it itself when the pid is gone.
+    this.log.warn(
+      `PostgreSQL process ${pid} outlived the Keyward that started it (a crash); stopping it before starting again`,
+    );
+    if (!(await stopProcess(pid, 'SIGINT', 15_000)) && !(await stopProcess(pid, 'SIGQUIT', 5_000))) {
+      throw new EmbeddedDatabaseError(
+        `the orphaned PostgreSQL process ${pid} on ${this.clusterDir} did not stop; stop it by hand (kill ${pid}) and start again`,
+      );
+    }
+  }
+
+  private async owner(): Promise<number | undefined> {
+    try {
+      const pid = Number((await fs.readFile(this.ownerFile, 'utf8')).trim());
+      return Number.isInteger(pid) && pid > 0 ? pid : undefined;
+    } catch {
+      return undefined;
+    }
   }
 
   private async ensureDatabase(url: string): Promise<void> {

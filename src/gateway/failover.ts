@@ -1,4 +1,4 @@
-import { Inject, Injectable, OnModuleDestroy } from '@nestjs/common';
+import { Inject, Injectable, OnModuleDestroy, Optional } from '@nestjs/common';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { type Dispatcher, errors as undiciErrors } from 'undici';
 import { KEYWARD_CONFIG } from '../config/config.constants';
@@ -11,6 +11,7 @@ import {
   type ProviderPlugin,
   type UsageCount,
 } from '../plugin-system/provider-plugin';
+import { ShutdownService } from '../lifecycle/shutdown.service';
 import { LimitsService } from '../limits/limits.service';
 import type { Reservation, UsageAmount, WorstCase } from '../limits/limits.types';
 import { CHARS_PER_TOKEN, estimateInputTokens } from '../limits/worst-case';
@@ -52,7 +53,11 @@ export class Failover implements OnModuleDestroy {
     private readonly usage: UsageRecording,
     private readonly limits: LimitsService,
     @Inject(KEYWARD_CONFIG) private readonly config: KeywardConfig,
-  ) {}
+    @Optional() shutdown?: ShutdownService,
+  ) {
+    // Provider connections close only after the calls in flight have drained.
+    shutdown?.register('upstream', 'provider connections', () => this.upstream.close());
+  }
 
   async onModuleDestroy(): Promise<void> {
     await this.upstream.close();

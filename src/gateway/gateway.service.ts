@@ -2,6 +2,7 @@ import { Inject, Injectable, Logger } from '@nestjs/common';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { GatewayPrincipal } from '../access-tokens/access-tokens.service';
 import { KEYWARD_CONFIG } from '../config/config.constants';
+import { DatabaseUnavailableError } from '../database/database-health';
 import type { KeywardConfig } from '../config/config';
 import type { ProviderEndpoint, ProviderPlugin } from '../plugin-system/provider-plugin';
 import { ProviderRegistry } from '../plugin-system/provider-registry';
@@ -87,6 +88,22 @@ export class GatewayService {
       await work(seen);
     } catch (error) {
       if (error instanceof GatewayProblem) return this.refuse(req, res, error, seen);
+      if (error instanceof DatabaseUnavailableError) {
+        // The database is down and nothing cached can answer: a retryable 503, not a 502.
+        return this.refuse(
+          req,
+          res,
+          new GatewayProblem(
+            503,
+            'database-unavailable',
+            'Temporarily unavailable',
+            'Keyward cannot reach its database and has nothing cached for this request; try again shortly.',
+            { 'retry-after': String(error.retryAfterSeconds) },
+            'database-unavailable',
+          ),
+          seen,
+        );
+      }
       this.logger.error(
         `Gateway error on ${req.method} ${(req.url ?? '').split('?')[0].slice(0, 200)}: ${(error as Error).message}`,
       );

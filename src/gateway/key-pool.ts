@@ -1,9 +1,11 @@
-import { Injectable, Logger, OnModuleDestroy, OnModuleInit } from '@nestjs/common';
+import { Injectable, Logger, OnModuleInit, Optional } from '@nestjs/common';
 import { OnEvent } from '@nestjs/event-emitter';
 import { InjectDataSource } from '@nestjs/typeorm';
-import { Client } from 'pg';
 import { DataSource } from 'typeorm';
 import { AlertEventsService } from '../alerts/alert-events.service';
+import { CHANNELS, ChangeFeedService } from '../database/change-feed';
+import { DatabaseHealth } from '../database/database-health';
+import { ShutdownService } from '../lifecycle/shutdown.service';
 import { SecretsService } from '../crypto/secrets.service';
 import type { UsagePeriod, UsageUnit } from '../keys/api-key.entity';
 import { KEY_EVENTS, type KeyEvent, secretAad } from '../keys/keys.service';
@@ -52,43 +54,48 @@ const FIRST_COOLDOWN_MS = 1_000;
 const MAX_COOLDOWN_MS = 30_000;
 /** Cool-downs this long are written to the key's row, so other instances and restarts see them. */
 const SHARED_COOLDOWN_MS = 30_000;
+/** While serving a last good list during an outage, a reload is tried at most this often. */
+const STALE_RETRY_MS = 1_000;
 
 /**
  * The gateway's view of the vault: per provider, the active keys with their secrets, so that a
  * request needs no database round trip. A change to a key on this instance empties the cache
  * before the change's call returns (EventEmitter listeners run synchronously); other instances
- * hear of it through PostgreSQL LISTEN/NOTIFY on `keyward_keys`. A load that started before an
- * invalidation never fills the cache, so a revoked key cannot come back from a stale read.
+ * hear of it through the change feed (`keyward_keys`), and everything is reloaded after the feed
+ * reconnects. A load that started before an invalidation never fills the cache, so a revoked key
+ * cannot come back from a stale read. While PostgreSQL is unreachable the last list that loaded
+ * keeps serving (within the outage window, see DatabaseHealth); without one, `keys` rejects with
+ * DatabaseUnavailableError, which the gateway answers with 503 and `retry-after`.
  */
 @Injectable()
-export class KeyPool implements OnModuleInit, OnModuleDestroy {
+export class KeyPool implements OnModuleInit {
   private readonly logger = new Logger('KeyPool');
   private readonly loaded = new Map<string, Loaded>();
+  /** Per provider, the last list that loaded: what an outage serves. */
+  private readonly lastGood = new Map<string, PooledKey[]>();
   private generation = 0;
-  private listener: Client | undefined;
-  private closing = false;
 
   constructor(
     @InjectDataSource() private readonly dataSource: DataSource,
     private readonly secrets: SecretsService,
     private readonly recorder: UsageRecorder,
     private readonly alerts: AlertEventsService,
+    @Optional() private readonly feed?: ChangeFeedService,
+    @Optional() private readonly health?: DatabaseHealth,
+    @Optional() private readonly shutdown?: ShutdownService,
   ) {}
 
-  async onModuleInit(): Promise<void> {
+  onModuleInit(): void {
     this.recorder.onFlushed((written) => this.applyWritten(written));
-    await this.listen();
-  }
-
-  async onModuleDestroy(): Promise<void> {
-    this.closing = true;
-    await this.listener?.end().catch(() => undefined);
+    this.feed?.subscribe(CHANNELS.keys, (keyId) => this.forget(keyId));
+    this.feed?.onReconnect(() => this.invalidate());
   }
 
   @OnEvent(KEY_EVENTS.changed)
   @OnEvent(KEY_EVENTS.revoked)
   onKeyChanged(event: KeyEvent): void {
     this.invalidate(event.provider);
+    this.dropLastGood(event.keyId);
   }
 
   invalidate(provider?: string): void {
@@ -99,15 +106,62 @@ export class KeyPool implements OnModuleInit, OnModuleDestroy {
 
   async keys(provider: string): Promise<PooledKey[]> {
     const entry = this.loaded.get(provider);
-    if (entry && entry.generation === this.generation && Date.now() - entry.loadedAt < TTL_MS) return entry.keys;
+    const ttl = this.feed ? this.feed.ttl(TTL_MS) : TTL_MS;
+    if (entry && entry.generation === this.generation && Date.now() - entry.loadedAt < ttl) return entry.keys;
+    const stale = this.lastGood.get(provider);
+    if (stale && this.health && !this.health.up) {
+      // Known down: no query (a hung server would hold the request); the prober notices the return.
+      if (this.health.canServeStale()) return stale;
+      throw this.health.unavailable();
+    }
     const generation = this.generation;
-    const keys = this.load(provider);
+    const loading = this.load(provider);
+    const keys = (this.health ? this.health.guard(loading) : loading).then(
+      (list) => {
+        if (generation === this.generation) this.lastGood.set(provider, list);
+        return list;
+      },
+      (error: unknown) => {
+        this.health?.reportFailure(error);
+        if (stale && this.health?.canServeStale()) {
+          // Serve the last good list for a moment, then try again.
+          this.loaded.set(provider, {
+            generation,
+            loadedAt: Date.now() - ttl + STALE_RETRY_MS,
+            keys: Promise.resolve(stale),
+          });
+          return stale;
+        }
+        throw this.health ? this.health.unavailable() : error;
+      },
+    );
     const fresh: Loaded = { generation, loadedAt: Date.now(), keys };
     this.loaded.set(provider, fresh);
     keys.catch(() => {
       if (this.loaded.get(provider) === fresh) this.loaded.delete(provider);
     });
     return keys;
+  }
+
+  /** A notification about one key (or, with no id, about all of them). */
+  private forget(keyId: string): void {
+    this.invalidate();
+    this.dropLastGood(keyId || undefined);
+  }
+
+  /** A changed key must not come back from the outage fallback either. */
+  private dropLastGood(keyId: string | undefined): void {
+    if (!keyId) {
+      this.lastGood.clear();
+      return;
+    }
+    for (const [provider, list] of this.lastGood) {
+      if (list.some((k) => k.id === keyId))
+        this.lastGood.set(
+          provider,
+          list.filter((k) => k.id !== keyId),
+        );
+    }
   }
 
   /** The plaintext secret, for the provider call about to be made with it. */
@@ -201,6 +255,8 @@ export class KeyPool implements OnModuleInit, OnModuleDestroy {
     reason: string,
     othersUsable = true,
   ): Promise<void> {
+    // A call cut by this instance's own shutdown says nothing about the key.
+    if (this.shutdown?.draining) return;
     if (type === 'invalid_key') {
       key.healthy = false;
       await this.dataSource
@@ -327,25 +383,5 @@ export class KeyPool implements OnModuleInit, OnModuleDestroy {
       failures: 0,
       trialInFlight: false,
     }));
-  }
-
-  private async listen(): Promise<void> {
-    const url = (this.dataSource.options as { url?: string }).url;
-    if (!url || this.closing) return;
-    const client = new Client({ connectionString: url });
-    client.on('error', (error) => {
-      this.logger.warn(`Key change listener lost its connection (${error.message}); reconnecting`);
-      this.invalidate();
-      setTimeout(() => void this.listen(), 1000).unref();
-    });
-    client.on('notification', () => this.invalidate());
-    try {
-      await client.connect();
-      await client.query('LISTEN keyward_keys');
-      this.listener = client;
-    } catch (error) {
-      this.logger.warn(`Key change listener could not connect: ${(error as Error).message}`);
-      await client.end().catch(() => undefined);
-    }
   }
 }

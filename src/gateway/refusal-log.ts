@@ -1,4 +1,5 @@
-import { Injectable, Logger, OnApplicationShutdown } from '@nestjs/common';
+import { Injectable, Logger, OnApplicationShutdown, Optional } from '@nestjs/common';
+import { ShutdownService } from '../lifecycle/shutdown.service';
 import { AuditService } from '../audit/audit.service';
 
 interface Folded {
@@ -30,7 +31,12 @@ export class RefusalLog implements OnApplicationShutdown {
   private groups = new Map<string, Folded>();
   private timer: NodeJS.Timeout | undefined;
 
-  constructor(private readonly audit: AuditService) {}
+  constructor(
+    private readonly audit: AuditService,
+    @Optional() shutdown?: ShutdownService,
+  ) {
+    shutdown?.register('flush', 'gateway refusals', () => this.flush());
+  }
 
   note(reason: string, status: number, token: { id: string | null; hint: string | null }, ip: string): void {
     const now = new Date();

@@ -1,4 +1,13 @@
-import { BeforeApplicationShutdown, Inject, Injectable, Logger, OnModuleDestroy, OnModuleInit } from '@nestjs/common';
+import {
+  BeforeApplicationShutdown,
+  Inject,
+  Injectable,
+  Logger,
+  OnModuleDestroy,
+  OnModuleInit,
+  Optional,
+} from '@nestjs/common';
+import { ShutdownService } from '../lifecycle/shutdown.service';
 import { OnEvent } from '@nestjs/event-emitter';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { randomUUID } from 'node:crypto';
@@ -105,7 +114,10 @@ export class LimitsService implements OnModuleInit, OnModuleDestroy, BeforeAppli
     @Inject(KEYWARD_CONFIG) private readonly config: KeywardConfig,
     private readonly pricing: PricingService,
     private readonly registry: ProviderRegistry,
+    @Optional() shutdown?: ShutdownService,
   ) {
+    // Settlements go to the store before the database closes (also from beforeApplicationShutdown).
+    shutdown?.register('flush', 'limit settlements', () => this.flush(3));
     this.redis = config.redisUrl
       ? new RedisCounters(config.redisUrl, `keyward:limits:`, config.limits.storeTimeoutMs)
       : null;

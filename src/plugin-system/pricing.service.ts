@@ -1,6 +1,8 @@
-import { Injectable } from '@nestjs/common';
+import { Injectable, Logger, OnModuleInit, Optional } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { DataSource } from 'typeorm';
+import { CHANNELS, ChangeFeedService } from '../database/change-feed';
+import { DatabaseHealth } from '../database/database-health';
 import { costOf, type CostResult, type ModelPrice, type PricingTable, type UsageCount } from './provider-plugin';
 import { ProviderPrice } from './provider-price.entity';
 import { ProviderRegistry } from './provider-registry';
@@ -24,18 +26,29 @@ export interface PriceChange {
 
 /**
  * Prices are data: each plugin ships its table, an admin may override any model. The merged
- * table is cached per provider and reloaded after a change (and at most a minute later on other
- * instances), because the gateway prices every call.
+ * table is cached per provider, because the gateway prices every call; a change reaches every
+ * instance through the change feed (`keyward_prices`). When the overrides cannot be read (an
+ * outage), the last table that loaded keeps pricing calls; with none yet, the plugin's own prices.
  */
 @Injectable()
-export class PricingService {
+export class PricingService implements OnModuleInit {
+  private readonly logger = new Logger('Pricing');
   private readonly cache = new Map<string, { table: PricingTable; loadedAt: number }>();
   private static readonly TTL_MS = 60_000;
+  /** While the overrides cannot be read, a reload is tried at most this often. */
+  private static readonly STALE_RETRY_MS = 1_000;
 
   constructor(
     private readonly registry: ProviderRegistry,
     @InjectDataSource() private readonly dataSource: DataSource,
+    @Optional() private readonly feed?: ChangeFeedService,
+    @Optional() private readonly health?: DatabaseHealth,
   ) {}
+
+  onModuleInit(): void {
+    this.feed?.subscribe(CHANNELS.prices, (provider) => (provider ? this.cache.delete(provider) : this.cache.clear()));
+    this.feed?.onReconnect(() => this.cache.clear());
+  }
 
   async rows(providerId: string): Promise<PriceRow[]> {
     const plugin = this.registry.require(providerId);
@@ -70,10 +83,25 @@ export class PricingService {
 
   async table(providerId: string): Promise<PricingTable> {
     const cached = this.cache.get(providerId);
-    if (cached && Date.now() - cached.loadedAt < PricingService.TTL_MS) return cached.table;
+    const ttl = this.feed ? this.feed.ttl(PricingService.TTL_MS) : PricingService.TTL_MS;
+    if (cached && Date.now() - cached.loadedAt < ttl) return cached.table;
     const plugin = this.registry.require(providerId);
     const table: PricingTable = { ...plugin.pricing };
-    for (const o of await this.overrides(providerId)) {
+    let overrides: ProviderPrice[];
+    try {
+      if (this.health && !this.health.up) throw this.health.unavailable();
+      overrides = await (this.health ? this.health.guard(this.overrides(providerId)) : this.overrides(providerId));
+    } catch (error) {
+      this.health?.reportFailure(error);
+      const fallback = cached?.table ?? table;
+      if (!cached) this.logger.warn(`Price overrides of ${providerId} unreadable; pricing with the plugin's prices`);
+      this.cache.set(providerId, {
+        table: fallback,
+        loadedAt: Date.now() - ttl + PricingService.STALE_RETRY_MS,
+      });
+      return fallback;
+    }
+    for (const o of overrides) {
       table[o.model] = {
         input: o.input,
         output: o.output,
@@ -103,6 +131,7 @@ export class PricingService {
       ['providerId', 'model'],
     );
     this.cache.delete(providerId);
+    await this.feed?.notify(CHANNELS.prices, providerId).catch(() => undefined);
   }
 
   /** Back to the plugin's price; false when there was no override. */
@@ -110,6 +139,7 @@ export class PricingService {
     this.registry.require(providerId);
     const { affected } = await this.dataSource.getRepository(ProviderPrice).delete({ providerId, model });
     this.cache.delete(providerId);
+    await this.feed?.notify(CHANNELS.prices, providerId).catch(() => undefined);
     return (affected ?? 0) > 0;
   }
 

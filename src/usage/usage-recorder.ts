@@ -1,9 +1,14 @@
-import { Inject, Injectable, Logger, OnApplicationShutdown } from '@nestjs/common';
+import { BeforeApplicationShutdown, Inject, Injectable, Logger, OnModuleInit, Optional } from '@nestjs/common';
+import { randomUUID } from 'node:crypto';
+import * as path from 'node:path';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { DataSource, EntityManager } from 'typeorm';
 import { AlertEventsService } from '../alerts/alert-events.service';
 import { KEYWARD_CONFIG } from '../config/config.constants';
 import type { KeywardConfig } from '../config/config';
+import { DatabaseHealth } from '../database/database-health';
+import { ShutdownService } from '../lifecycle/shutdown.service';
+import { UsageJournal } from './usage-journal';
 
 /** The spec's APIKeyUsage, with what the gateway knows besides. */
 export interface UsageRecord {
@@ -55,32 +60,71 @@ const dayOf = (d: Date) => new Date(Date.UTC(d.getUTCFullYear(), d.getUTCMonth()
 /** A record counts as a request against a limit when the provider did the work. */
 export const countsAsRequest = (r: Pick<UsageRecord, 'success'>) => (r.success ? 1 : 0);
 
+/** A record waiting to be written, with the id that makes writing it twice harmless. */
+interface Queued {
+  id: string;
+  record: UsageRecord;
+  /** The journal segment holding it, when journaled. */
+  segment?: number;
+  /** Whether it is in `pending` (records replayed from a journal are not). */
+  counted: boolean;
+}
+
 /**
  * Writes usage off the request path: the gateway hands each record over synchronously and goes
  * on; every `usageFlushMs` (or at 1,000 waiting) one transaction inserts the events, adds them to
  * the hourly and daily rollups and to each key's limit counter. A failed batch stays queued, in
- * order, and is retried with growing pauses: nothing is lost, and since a batch commits whole or
- * not at all, nothing is counted twice.
+ * order, and is retried with growing pauses. Each record carries a unique id and the insert
+ * skips ids already written, so a batch retried after an unclear failure, or replayed from the
+ * journal after a crash, is never counted twice.
+ *
+ * Durable mode (`KEYWARD_USAGE_JOURNAL=on`): every record is also appended to a local journal
+ * before `record` returns (see UsageJournal), so a SIGKILL loses none. Whatever the mode, while
+ * the database is down the memory buffer holds at most `KEYWARD_USAGE_BUFFER_MAX` records; the
+ * rest go to the journal only and are read back once the buffer has drained.
  */
 @Injectable()
-export class UsageRecorder implements OnApplicationShutdown {
+export class UsageRecorder implements OnModuleInit, BeforeApplicationShutdown {
   private readonly logger = new Logger('Usage');
-  private queue: UsageRecord[] = [];
+  private queue: Queued[] = [];
   private readonly pending = new Map<string, PendingUsage>();
   private timer: NodeJS.Timeout | undefined;
   private flushing: Promise<void> | undefined;
   private failures = 0;
   private stopped = false;
   private readonly flushedListeners: ((written: Map<string, PendingUsage>) => void)[] = [];
+  private journal: UsageJournal<UsageRecord> | undefined;
+  /** Records only the journal holds (the memory buffer was full). */
+  private spilledCount = 0;
 
   constructor(
     @InjectDataSource() private readonly dataSource: DataSource,
     private readonly alerts: AlertEventsService,
     @Inject(KEYWARD_CONFIG) private readonly config: KeywardConfig,
-  ) {}
+    @Optional() private readonly health?: DatabaseHealth,
+    @Optional() shutdown?: ShutdownService,
+  ) {
+    shutdown?.register('flush', 'usage', () => this.drain());
+  }
+
+  /** Opens the journal (durable mode) and replays what a previous run left in it. */
+  onModuleInit(): void {
+    if (this.config.durability.usageJournal) this.openJournal();
+  }
 
   record(record: UsageRecord): void {
-    this.queue.push(record);
+    const item: Queued = { id: randomUUID(), record, counted: true };
+    if (this.queue.length >= this.config.durability.usageBufferMax) {
+      // The database has been away long enough to fill the buffer: keep the record on disk only.
+      const journal = this.journal ?? this.openJournal();
+      journal.append({ id: item.id, record, spilled: true });
+      if (this.spilledCount++ === 0) {
+        this.logger.warn(`Usage buffer full (${this.queue.length} records); further records go to ${journal.dir}`);
+      }
+      return;
+    }
+    if (this.journal) item.segment = this.journal.append({ id: item.id, record, spilled: false });
+    this.queue.push(item);
     if (record.keyId) {
       const p = this.pending.get(record.keyId) ?? { tokens: 0, requests: 0, usd: 0 };
       p.tokens += record.totalTokens;
@@ -102,24 +146,66 @@ export class UsageRecorder implements OnApplicationShutdown {
     return this.pending.get(keyId) ?? { tokens: 0, requests: 0, usd: 0 };
   }
 
+  /** Records waiting to be written, in memory and (during an outage) in the journal only. */
   get queued(): number {
-    return this.queue.length;
+    return this.queue.length + this.spilledCount;
+  }
+
+  /** Whether records also go to the local journal (durable mode). */
+  get journaled(): boolean {
+    return this.config.durability.usageJournal;
   }
 
   /** Writes everything queued now; resolves when it is written (or has failed and is re-queued). */
   async flush(): Promise<void> {
     while (this.flushing) await this.flushing;
-    if (this.queue.length === 0) return;
+    if (this.queue.length === 0 && this.spilledCount === 0) return;
     this.flushing = this.writeQueued().finally(() => (this.flushing = undefined));
     return this.flushing;
   }
 
-  async onApplicationShutdown(): Promise<void> {
+  /** Runs before the database pool closes (ShutdownService's flush phase, or Nest's hook). */
+  async beforeApplicationShutdown(): Promise<void> {
+    await this.drain();
+  }
+
+  private async drain(): Promise<void> {
+    if (this.stopped) return;
     this.stopped = true;
     clearTimeout(this.timer);
-    for (let i = 0; i < 3 && this.queue.length > 0; i++) await this.flush();
-    if (this.queue.length > 0)
-      this.logger.error(`${this.queue.length} usage record(s) could not be written at shutdown`);
+    for (let i = 0; i < 3 && this.queued > 0; i++) await this.flush();
+    const left = this.queued;
+    if (left > 0) {
+      this.logger.error(
+        this.journal
+          ? `${left} usage record(s) could not be written at shutdown; they stay in ${this.journal.dir} and are written at the next start`
+          : `${left} usage record(s) could not be written at shutdown and are lost (KEYWARD_USAGE_JOURNAL=on keeps them)`,
+      );
+    }
+    this.journal?.close();
+  }
+
+  private openJournal(): UsageJournal<UsageRecord> {
+    const journal = new UsageJournal<UsageRecord>(path.join(this.config.dataDir, 'usage-journal'), (message) =>
+      this.logger.error(message),
+    );
+    const leftovers = journal.open();
+    this.journal = journal;
+    let replayed = 0;
+    const items: Queued[] = [];
+    for (const { segment, entries } of leftovers) {
+      for (const entry of entries) {
+        items.push({ id: entry.id, record: revive(entry.record), segment, counted: false });
+        replayed++;
+      }
+    }
+    if (replayed > 0) {
+      // Before anything recorded by this run; the database skips ids it already has.
+      this.queue.unshift(...items);
+      this.logger.log(`Replaying ${replayed} usage record(s) from the journal in ${journal.dir}`);
+      this.schedule(0);
+    }
+    return journal;
   }
 
   private schedule(delayMs: number): void {
@@ -132,36 +218,61 @@ export class UsageRecorder implements OnApplicationShutdown {
   }
 
   private async writeQueued(): Promise<void> {
-    while (this.queue.length > 0) {
+    for (;;) {
+      if (this.queue.length === 0 && this.spilledCount > 0 && this.journal) {
+        // The buffer drained: read back what went to the journal only.
+        const spilled = this.journal.spilled();
+        this.spilledCount = 0;
+        for (const { segment, entry } of spilled) {
+          this.queue.push({ id: entry.id, record: revive(entry.record), segment, counted: false });
+        }
+      }
+      if (this.queue.length === 0) return;
       const batch = this.queue.slice(0, MAX_BATCH);
+      let inserted: Set<string>;
       try {
-        await this.dataSource.transaction((manager) => this.write(manager, batch));
+        inserted = await this.dataSource.transaction((manager) =>
+          this.write(
+            manager,
+            batch.map((q) => q.record),
+            batch.map((q) => q.id),
+          ),
+        );
       } catch (error) {
         this.failures++;
-        const retryMs = Math.min(10_000, 200 * 2 ** Math.min(this.failures, 6));
-        this.logger.error(
-          `Writing ${batch.length} usage record(s) failed (attempt ${this.failures}); retrying in ${retryMs} ms: ${(error as Error).message}`,
-        );
-        await this.alerts.raise({
-          kind: 'usage.write-failed',
-          severity: 'critical',
-          message: `Usage records could not be written (${this.queue.length} waiting); retrying.`,
-          details: { reason: (error as Error).message.slice(0, 200), attempt: this.failures },
-        });
-        this.schedule(retryMs);
+        this.health?.reportFailure(error);
+        const retryMs = Math.min(5_000, 200 * 2 ** Math.min(this.failures, 6));
+        // One line when writing starts to fail, not one per retry.
+        if (this.failures === 1) {
+          this.logger.error(
+            `Writing ${batch.length} usage record(s) failed (${this.queued} waiting); retrying with growing pauses (at most 5 s) until it works: ${(error as Error).message}`,
+          );
+          await this.alerts.raise({
+            kind: 'usage.write-failed',
+            severity: 'critical',
+            message: `Usage records could not be written (${this.queued} waiting); retrying.`,
+            details: { reason: (error as Error).message.slice(0, 200) },
+          });
+        }
+        if (!this.stopped) this.schedule(retryMs);
         return;
       }
+      if (this.failures > 0) this.logger.log(`Usage is written again after ${this.failures} failed attempt(s)`);
       this.failures = 0;
       this.queue.splice(0, batch.length);
       const written = new Map<string, PendingUsage>();
-      for (const r of batch) {
+      for (const q of batch) {
+        if (q.segment !== undefined) this.journal?.settled(q.segment);
+        const r = q.record;
         if (!r.keyId) continue;
-        const w = written.get(r.keyId) ?? { tokens: 0, requests: 0, usd: 0 };
-        w.tokens += r.totalTokens;
-        w.requests += countsAsRequest(r);
-        w.usd += r.cost;
-        written.set(r.keyId, w);
-        const p = this.pending.get(r.keyId);
+        if (inserted.has(q.id)) {
+          const w = written.get(r.keyId) ?? { tokens: 0, requests: 0, usd: 0 };
+          w.tokens += r.totalTokens;
+          w.requests += countsAsRequest(r);
+          w.usd += r.cost;
+          written.set(r.keyId, w);
+        }
+        const p = q.counted ? this.pending.get(r.keyId) : undefined;
         if (!p) continue;
         p.tokens -= r.totalTokens;
         p.requests -= countsAsRequest(r);
@@ -173,15 +284,18 @@ export class UsageRecorder implements OnApplicationShutdown {
     }
   }
 
-  private async write(manager: EntityManager, batch: UsageRecord[]): Promise<void> {
-    const col = <K extends keyof UsageRecord>(k: K) => batch.map((r) => r[k]);
-    await manager.query(
+  /** Writes a batch; returns the record ids that were new (the others were written before). */
+  private async write(manager: EntityManager, all: UsageRecord[], ids: string[]): Promise<Set<string>> {
+    const col = <K extends keyof UsageRecord>(k: K) => all.map((r) => r[k]);
+    const rows = await manager.query<{ record_id: string }[]>(
       `INSERT INTO usage_events ("timestamp", key_id, provider, access_token_id, endpoint, model, input_tokens,
          output_tokens, cached_input_tokens, total_tokens, cost, unpriced, latency_ms, success, error_type, status,
-         attempt, stream, source)
+         attempt, stream, source, record_id)
        SELECT * FROM unnest($1::timestamptz[], $2::uuid[], $3::text[], $4::uuid[], $5::text[], $6::text[],
          $7::int[], $8::int[], $9::int[], $10::int[], $11::numeric[], $12::bool[], $13::int[], $14::bool[],
-         $15::text[], $16::int[], $17::int[], $18::bool[], $19::text[])`,
+         $15::text[], $16::int[], $17::int[], $18::bool[], $19::text[], $20::uuid[])
+       ON CONFLICT (record_id, "timestamp") DO NOTHING
+       RETURNING record_id`,
       [
         col('timestamp'),
         col('keyId'),
@@ -202,8 +316,12 @@ export class UsageRecorder implements OnApplicationShutdown {
         col('attempt'),
         col('stream'),
         col('source'),
+        ids,
       ],
     );
+    const inserted = new Set(rows.map((r) => r.record_id));
+    // Only what is new goes into the counters and rollups.
+    const batch = inserted.size === all.length ? all : all.filter((_, i) => inserted.has(ids[i]));
 
     const perKey = new Map<string, PendingUsage & { lastUsed: Date }>();
     const rollups = new Map<
@@ -237,7 +355,7 @@ export class UsageRecorder implements OnApplicationShutdown {
         rollups.set(id, group);
       }
     }
-    if (perKey.size === 0) return;
+    if (perKey.size === 0) return inserted;
 
     const keys = [...perKey.entries()];
     // The counter starts over first when its period ended since the last reset, so usage in a
@@ -290,5 +408,11 @@ export class UsageRecorder implements OnApplicationShutdown {
         groups.map((g) => sum(g.rows, (r) => r.latencyMs)),
       ],
     );
+    return inserted;
   }
+}
+
+/** A record read back from the journal: its date is a string there. */
+function revive(record: UsageRecord): UsageRecord {
+  return { ...record, timestamp: new Date(record.timestamp) };
 }

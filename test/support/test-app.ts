@@ -46,10 +46,14 @@ export async function startTestApp(
   options: {
     /** Another instance of the same deployment: same database, same master key. */
     instanceOf?: TestApp;
+    /** Another instance on the same database (or the same one through a proxy), instead of a fresh one. */
+    databaseUrl?: string;
+    /** The other instance's keyring, to share its database (its keys are sealed with it). */
+    keyring?: Keyring;
   } = {},
 ): Promise<TestApp> {
   const dataDir = mkdtempSync(path.join(tmpdir(), 'keyward-app-'));
-  const databaseUrl = options.instanceOf?.databaseUrl ?? (await createTestDatabase());
+  const databaseUrl = options.databaseUrl ?? options.instanceOf?.databaseUrl ?? (await createTestDatabase());
   const config = loadConfig({
     KEYWARD_DATA_DIR: dataDir,
     KEYWARD_ADMIN_EMAIL: OWNER.email,
@@ -60,7 +64,7 @@ export async function startTestApp(
     ...env,
   });
   const logs = new LogCapture();
-  const keyring = options.instanceOf?.keyring ?? new Keyring([[1, Keyring.generateKey()]]);
+  const keyring = options.keyring ?? options.instanceOf?.keyring ?? new Keyring([[1, Keyring.generateKey()]]);
   const app = await createApp({
     config,
     keyring,
