@@ -91,10 +91,8 @@ export class LimitsService implements OnModuleInit, OnModuleDestroy, BeforeAppli
   private readonly redis: RedisCounters | null;
   private storeDownUntil = 0;
   private lastWarning = 0;
-  private queue: Op[] = [];
-  private draining: Promise<void> | undefined;
-  private retryTimer?: NodeJS.Timeout;
-  private failures = 0;
+  /** One queue per store, so that an outage of Redis never holds back the database's writes. */
+  private readonly queues: Record<'postgres' | 'redis', WriteQueue>;
   private reloadTimer?: NodeJS.Timeout;
   private sweepTimer?: NodeJS.Timeout;
   private reloading: Promise<void> | undefined;
@@ -109,6 +107,17 @@ export class LimitsService implements OnModuleInit, OnModuleDestroy, BeforeAppli
     this.redis = config.redisUrl
       ? new RedisCounters(config.redisUrl, `keyward:limits:`, config.limits.storeTimeoutMs)
       : null;
+    const primary = this.redis ? 'redis' : 'postgres';
+    const queue = (store: 'postgres' | 'redis') =>
+      new WriteQueue(
+        (op) => this.apply(op),
+        // Only the store that admits requests decides whether they are counted in memory.
+        (error) =>
+          store === primary
+            ? this.storeFailed(error)
+            : this.warn(`Settling in ${store} failed (${error.message}); retrying`),
+      );
+    this.queues = { postgres: queue('postgres'), redis: queue('redis') };
   }
 
   async onModuleInit(): Promise<void> {
@@ -128,9 +137,11 @@ export class LimitsService implements OnModuleInit, OnModuleDestroy, BeforeAppli
     this.stopped = true;
     clearInterval(this.reloadTimer);
     clearInterval(this.sweepTimer);
-    clearTimeout(this.retryTimer);
+    for (const q of Object.values(this.queues)) q.stop();
     await this.flush(3);
-    if (this.queue.length > 0) this.logger.error(`${this.queue.length} limit settlement(s) could not be written`);
+    if (this.pendingSettlements > 0) {
+      this.logger.error(`${this.pendingSettlements} limit settlement(s) could not be written`);
+    }
   }
 
   async onModuleDestroy(): Promise<void> {
@@ -297,31 +308,26 @@ export class LimitsService implements OnModuleInit, OnModuleDestroy, BeforeAppli
     input: { keyId: string | null; accessTokenId: string | null; actual: UsageAmount },
     id: string = randomUUID(),
   ): void {
-    const counterIds = this.countersOf(input.keyId, input.accessTokenId).map((c) => c.id);
-    this.enqueue({
-      kind: 'charge',
-      store: this.redis ? 'redis' : 'postgres',
-      id,
-      keyId: input.keyId,
-      accessTokenId: input.accessTokenId,
-      actual: input.actual,
-      counterIds,
-    });
+    const base = { kind: 'charge' as const, id, keyId: input.keyId, accessTokenId: input.accessTokenId };
+    if (this.redis) {
+      const counterIds = this.countersOf(input.keyId, input.accessTokenId).map((c) => c.id);
+      this.enqueue({ ...base, store: 'redis', actual: input.actual, counterIds });
+    }
+    // The database counts it too: for pages, reports and seeding Redis again.
+    this.enqueue({ ...base, store: 'postgres', actual: input.actual, counterIds: [] });
   }
 
   // ---- for pages and tests -------------------------------------------------------------------
 
   /** Writes every queued settlement now (tests, shutdown). `rounds` bounds the retries. */
   async flush(rounds = 1): Promise<void> {
-    if (this.draining) await this.draining;
-    for (let i = 0; i < rounds && this.queue.length > 0; i++) {
-      await this.drain();
-      if (this.queue.length > 0 && i < rounds - 1) await new Promise((r) => setTimeout(r, 200));
-    }
+    // The database's queue last: a Redis settle queues its database copy.
+    await this.queues.redis.flush(rounds);
+    await this.queues.postgres.flush(rounds);
   }
 
   get pendingSettlements(): number {
-    return this.queue.length + (this.draining ? 1 : 0);
+    return this.queues.postgres.size + this.queues.redis.size;
   }
 
   /**
@@ -535,51 +541,25 @@ export class LimitsService implements OnModuleInit, OnModuleDestroy, BeforeAppli
     }
     const keys = op.counterIds.map((id) => this.redis!.counterKey(id));
     await withTimeout(this.redis!.settle('charge', op.id, op.actual, keys, this.ends()), limits.storeTimeoutMs);
-    this.enqueue({ ...op, store: 'postgres' });
   }
 
   private enqueue(op: Op): void {
-    this.queue.push(op);
-    if (!this.retryTimer) void this.drain();
-  }
-
-  /** Writes the queue, a few at a time; what fails stays queued, in order, and is retried. */
-  private drain(): Promise<void> {
-    this.draining ??= (async () => {
-      while (this.queue.length > 0) {
-        const batch = this.queue.splice(0, DRAIN_CONCURRENCY);
-        const results = await Promise.allSettled(batch.map((op) => this.apply(op)));
-        const failed = batch.filter((_, i) => results[i].status === 'rejected');
-        if (failed.length > 0) {
-          this.queue.unshift(...failed);
-          const reason = (results.find((r) => r.status === 'rejected') as PromiseRejectedResult).reason as Error;
-          this.storeFailed(reason);
-          this.failures++;
-          if (!this.stopped) {
-            const delay = Math.min(10_000, 200 * 2 ** Math.min(this.failures, 6));
-            clearTimeout(this.retryTimer);
-            this.retryTimer = setTimeout(() => {
-              this.retryTimer = undefined;
-              void this.drain();
-            }, delay);
-            this.retryTimer.unref();
-          }
-          return;
-        }
-        this.failures = 0;
-      }
-    })().finally(() => (this.draining = undefined));
-    return this.draining;
+    this.queues[op.store].push(op);
   }
 
   private storeFailed(error: Error): void {
     this.storeDownUntil = Date.now() + STORE_BACKOFF_MS;
+    this.warn(
+      `${this.redis ? 'Redis' : 'PostgreSQL'} did not answer for limits (${error.message}); counting in memory on this instance from the last known levels until it does`,
+    );
+  }
+
+  /** At most one warning every 30 s: an outage must be visible, not flood the log. */
+  private warn(message: string): void {
     const now = Date.now();
     if (now - this.lastWarning < 30_000) return;
     this.lastWarning = now;
-    this.logger.warn(
-      `${this.redis ? 'Redis' : 'PostgreSQL'} did not answer for limits (${error.message}); counting in memory on this instance from the last known levels until it does`,
-    );
+    this.logger.warn(message);
   }
 
   // ---- the limits as this instance knows them --------------------------------------------
@@ -729,6 +709,75 @@ export class LimitsService implements OnModuleInit, OnModuleDestroy, BeforeAppli
           `${fmt(used, counter.unit)} used or reserved, and it may use up to ${fmt(amount, counter.unit)}` +
           (resetAt ? `; it starts over at ${resetAt.toISOString()}.` : '.'),
     };
+  }
+}
+
+/**
+ * Writes of one store, a few at a time, off the request path. What fails stays queued, in
+ * order, and is retried with growing pauses (up to 10 s) until the store answers.
+ */
+class WriteQueue {
+  private ops: Op[] = [];
+  private draining: Promise<void> | undefined;
+  private retryTimer?: NodeJS.Timeout;
+  private failures = 0;
+  private stopped = false;
+
+  constructor(
+    private readonly apply: (op: Op) => Promise<void>,
+    private readonly failed: (error: Error) => void,
+  ) {}
+
+  get size(): number {
+    return this.ops.length + (this.draining ? 1 : 0);
+  }
+
+  push(op: Op): void {
+    this.ops.push(op);
+    if (!this.retryTimer) void this.drain();
+  }
+
+  /** Writes what is queued now, retrying up to `rounds` times, 200 ms apart. */
+  async flush(rounds: number): Promise<void> {
+    if (this.draining) await this.draining;
+    for (let i = 0; i < rounds && this.ops.length > 0; i++) {
+      await this.drain();
+      if (this.ops.length > 0 && i < rounds - 1) await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+
+  stop(): void {
+    this.stopped = true;
+    clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
+  }
+
+  private drain(): Promise<void> {
+    this.draining ??= (async () => {
+      while (this.ops.length > 0) {
+        const batch = this.ops.splice(0, DRAIN_CONCURRENCY);
+        const results = await Promise.allSettled(batch.map((op) => this.apply(op)));
+        const failed = batch.filter((_, i) => results[i].status === 'rejected');
+        if (failed.length === 0) {
+          this.failures = 0;
+          continue;
+        }
+        this.ops.unshift(...failed);
+        this.failed((results.find((r) => r.status === 'rejected') as PromiseRejectedResult).reason as Error);
+        this.failures++;
+        if (!this.stopped) {
+          const delay = Math.min(10_000, 200 * 2 ** Math.min(this.failures, 6));
+          clearTimeout(this.retryTimer);
+          this.retryTimer = setTimeout(() => {
+            this.retryTimer = undefined;
+            void this.drain();
+          }, delay);
+          this.retryTimer.unref();
+        }
+        return;
+      }
+    })().finally(() => (this.draining = undefined));
+    return this.draining;
   }
 }
 
