@@ -86,10 +86,12 @@ export class LimitsService implements OnModuleInit, OnModuleDestroy, BeforeAppli
   private readonly logger = new Logger('Limits');
   private keyCounters = new Map<string, Counter>();
   private tokenCounters = new Map<string, Counter[]>();
+  private budgetCounters = new Map<string, Counter>();
   /** Last known used + reserved of each counter: where counting in memory starts from. */
   private readonly levels = new Map<string, number>();
   private readonly redis: RedisCounters | null;
   private storeDownUntil = 0;
+  private lastStoreAnswer = 0;
   private lastWarning = 0;
   /** One queue per store, so that an outage of Redis never holds back the database's writes. */
   private readonly queues: Record<'postgres' | 'redis', WriteQueue>;
@@ -228,7 +230,7 @@ export class LimitsService implements OnModuleInit, OnModuleDestroy, BeforeAppli
       ? this.reserveInRedis(id, keyId, accessTokenId, amount, counters)
       : this.reserveInPostgres(id, keyId, accessTokenId, amount);
     try {
-      const result = await withTimeout(attempt, this.config.limits.storeTimeoutMs);
+      const result = await this.awaitStore(attempt);
       if (result.ok) {
         for (const [counterId, level] of result.levels) this.levels.set(counterId, level);
         return {
@@ -253,6 +255,25 @@ export class LimitsService implements OnModuleInit, OnModuleDestroy, BeforeAppli
           .catch(() => undefined);
       }
       return this.reserveLocally(base, counters);
+    }
+  }
+
+  /**
+   * The store's answer within the timeout. A store that is busy rather than away (other calls
+   * were answered within the last timeout: a burst queueing on one hot counter) gets up to four
+   * timeouts more, since counting in memory while it is merely slow would let instances overshoot.
+   */
+  private async awaitStore<T>(attempt: Promise<T>): Promise<T> {
+    const timeout = this.config.limits.storeTimeoutMs;
+    try {
+      const answer = await withTimeout(attempt, timeout);
+      this.lastStoreAnswer = Date.now();
+      return answer;
+    } catch (error) {
+      if (!(error instanceof StoreTimeout) || Date.now() - this.lastStoreAnswer > timeout) throw error;
+      const answer = await withTimeout(attempt, timeout * 4);
+      this.lastStoreAnswer = Date.now();
+      return answer;
     }
   }
 
@@ -652,6 +673,7 @@ export class LimitsService implements OnModuleInit, OnModuleDestroy, BeforeAppli
     }
     this.keyCounters = keyCounters;
     this.tokenCounters = tokenCounters;
+    this.budgetCounters = new Map([...tokenCounters.values()].flat().map((c) => [c.id, c]));
   }
 
   private countersOf(keyId: string | null, accessTokenId: string | null): Counter[] {
@@ -667,12 +689,7 @@ export class LimitsService implements OnModuleInit, OnModuleDestroy, BeforeAppli
   }
 
   private counterById(counterId: string): Counter | undefined {
-    if (counterId.startsWith('key:')) return this.keyCounters.get(counterId.slice(4));
-    for (const list of this.tokenCounters.values()) {
-      const found = list.find((c) => c.id === counterId);
-      if (found) return found;
-    }
-    return undefined;
+    return counterId.startsWith('key:') ? this.keyCounters.get(counterId.slice(4)) : this.budgetCounters.get(counterId);
   }
 
   private ends(): PeriodEnds {
