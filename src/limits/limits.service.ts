@@ -1,7 +1,15 @@
-import { BeforeApplicationShutdown, Inject, Injectable, Logger, OnModuleDestroy, OnModuleInit } from '@nestjs/common';
+import {
+  BeforeApplicationShutdown,
+  Inject,
+  Injectable,
+  Logger,
+  OnApplicationShutdown,
+  OnModuleInit,
+} from '@nestjs/common';
 import { OnEvent } from '@nestjs/event-emitter';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { randomUUID } from 'node:crypto';
+import { Client } from 'pg';
 import { DataSource } from 'typeorm';
 import { KEYWARD_CONFIG } from '../config/config.constants';
 import type { KeywardConfig } from '../config/config';
@@ -56,6 +64,9 @@ const SWEEP_MS = 60_000;
 /** After a store call failed, this long in memory before the store is tried again. */
 const STORE_BACKOFF_MS = 1_000;
 const DRAIN_CONCURRENCY = 8;
+/** NOTIFY channels after which the limits are read again: budgets (ours) and keys (the vault's). */
+export const LIMITS_CHANNEL = 'keyward_limits';
+const KEYS_CHANNEL = 'keyward_keys';
 
 class StoreTimeout extends Error {}
 
@@ -82,7 +93,7 @@ const fmt = (n: number, unit: LimitUnit) =>
  * the last levels it saw, reconciling once the store answers again.
  */
 @Injectable()
-export class LimitsService implements OnModuleInit, OnModuleDestroy, BeforeApplicationShutdown {
+export class LimitsService implements OnModuleInit, BeforeApplicationShutdown, OnApplicationShutdown {
   private readonly logger = new Logger('Limits');
   private keyCounters = new Map<string, Counter>();
   private tokenCounters = new Map<string, Counter[]>();
@@ -99,6 +110,10 @@ export class LimitsService implements OnModuleInit, OnModuleDestroy, BeforeAppli
   private sweepTimer?: NodeJS.Timeout;
   private reloading: Promise<void> | undefined;
   private stopped = false;
+  private listener: Client | null = null;
+  private listenTimer?: NodeJS.Timeout;
+  private listenDelay = 500;
+  private reloadSoon?: NodeJS.Timeout;
 
   constructor(
     @InjectDataSource() private readonly dataSource: DataSource,
@@ -131,6 +146,7 @@ export class LimitsService implements OnModuleInit, OnModuleDestroy, BeforeAppli
     this.reloadTimer.unref();
     this.sweepTimer = setInterval(() => void this.expireReservations().catch(() => undefined), SWEEP_MS);
     this.sweepTimer.unref();
+    await this.listen();
     this.logger.log(`Limits and budgets are reserved in ${this.redis ? 'Redis' : 'PostgreSQL'}`);
   }
 
@@ -139,6 +155,11 @@ export class LimitsService implements OnModuleInit, OnModuleDestroy, BeforeAppli
     this.stopped = true;
     clearInterval(this.reloadTimer);
     clearInterval(this.sweepTimer);
+    clearTimeout(this.listenTimer);
+    clearTimeout(this.reloadSoon);
+    const listener = this.listener;
+    this.listener = null;
+    await listener?.end().catch(() => undefined);
     for (const q of Object.values(this.queues)) q.stop();
     await this.flush(3);
     if (this.pendingSettlements > 0) {
@@ -146,7 +167,8 @@ export class LimitsService implements OnModuleInit, OnModuleDestroy, BeforeAppli
     }
   }
 
-  async onModuleDestroy(): Promise<void> {
+  /** After the settlements were flushed (beforeApplicationShutdown runs first). */
+  async onApplicationShutdown(): Promise<void> {
     await this.redis?.close();
   }
 
@@ -415,6 +437,52 @@ export class LimitsService implements OnModuleInit, OnModuleDestroy, BeforeAppli
     }
     const [row] = await this.dataSource.query<{ n: number }[]>(`SELECT keyward_expire_reservations(500) AS n`);
     return Number(row?.n ?? 0);
+  }
+
+  // ---- hearing of changes on other instances ---------------------------------------------
+
+  /**
+   * LISTENs for budget and key changes, so that every instance reserves against a new limit
+   * within milliseconds, not at the next 5 s reload. Reconnects with backoff.
+   */
+  private async listen(): Promise<void> {
+    const url = (this.dataSource.options as { url?: string }).url;
+    if (!url || this.stopped) return;
+    const client = new Client({ connectionString: url, application_name: 'keyward-limits-listener' });
+    let lost = false;
+    const onLost = () => {
+      if (lost) return;
+      lost = true;
+      if (this.listener === client) this.listener = null;
+      void client.end().catch(() => undefined);
+      if (this.stopped) return;
+      clearTimeout(this.listenTimer);
+      this.listenTimer = setTimeout(() => void this.listen(), this.listenDelay);
+      this.listenTimer.unref();
+      this.listenDelay = Math.min(this.listenDelay * 2, 30_000);
+    };
+    client.on('error', onLost);
+    client.on('end', onLost);
+    client.on('notification', () => {
+      clearTimeout(this.reloadSoon);
+      this.reloadSoon = setTimeout(() => void this.reload().catch(() => undefined), 20);
+      this.reloadSoon.unref();
+    });
+    try {
+      await client.connect();
+      await client.query(`LISTEN ${LIMITS_CHANNEL}`);
+      await client.query(`LISTEN ${KEYS_CHANNEL}`);
+    } catch {
+      onLost();
+      return;
+    }
+    if (lost) return;
+    if (this.stopped) {
+      await client.end().catch(() => undefined);
+      return;
+    }
+    this.listener = client;
+    this.listenDelay = 500;
   }
 
   // ---- stores -----------------------------------------------------------------------------
@@ -739,6 +807,10 @@ class WriteQueue {
   private retryTimer?: NodeJS.Timeout;
   private failures = 0;
   private stopped = false;
+  private listener: Client | null = null;
+  private listenTimer?: NodeJS.Timeout;
+  private listenDelay = 500;
+  private reloadSoon?: NodeJS.Timeout;
 
   constructor(
     private readonly apply: (op: Op) => Promise<void>,

@@ -2,7 +2,8 @@ import Redis from 'ioredis';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { LimitsService } from '../../src/limits/limits.service';
 import type { LimitRefusal, Reservation, UsageAmount } from '../../src/limits/limits.types';
-import { startTestApp, type TestApp } from '../support/test-app';
+import request from 'supertest';
+import { apiToken, startTestApp, type TestApp } from '../support/test-app';
 import { TEST_ENV } from '../support/test-database';
 
 // Found (or not) by the global setup; the Redis half is skipped only when no Redis runs here.
@@ -250,6 +251,20 @@ describe.each([
       );
       expect(Number(row.used)).toBe(5);
       expect(row.reset_at.getTime()).toBeGreaterThan(Date.now());
+    });
+
+    it('hears of a budget set on the other instance at once (NOTIFY), not at the next reload', async () => {
+      const owner = await apiToken(a.http);
+      const created = await request(a.http)
+        .post('/api/admin/access-tokens')
+        .set('Authorization', `Bearer ${owner}`)
+        .send({ name: 'notified', budgets: [{ unit: 'requests', period: 'daily', limit: 2 }] })
+        .expect(201);
+      const id = (created.body as { id: string }).id;
+      expect(limitsA.applies(null, id)).toBe(true);
+      // Bounded wait, well under the 5 s periodic reload.
+      for (let i = 0; i < 40 && !limitsB.applies(null, id); i++) await new Promise((r) => setTimeout(r, 25));
+      expect(limitsB.applies(null, id)).toBe(true);
     });
   });
 });
