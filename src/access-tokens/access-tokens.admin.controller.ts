@@ -65,9 +65,10 @@ function budgetFormRows(body: Record<string, unknown>): BudgetFormRow[] {
 const blankRow = (): BudgetFormRow => ({ unit: 'usd', period: 'monthly', limit: '', remove: false });
 
 /** A token as a table row shows it, with what the viewer may do to it. */
-function rowOf(token: AccessToken, req: Request) {
+function rowOf(token: AccessToken, req: Request, budgets: BudgetView[] = []) {
   const status = statusOf(token);
   return {
+    budgets: budgets.map(budgetRowOf),
     id: token.id,
     name: token.name,
     hint: token.tokenHint,
@@ -139,6 +140,7 @@ export class AccessTokensAdminController {
     status: number,
   ) {
     const { tokens, total } = await this.tokens.list(query);
+    const budgets = await this.tokens.budgetsOf(tokens.map((t) => t.id));
     render(
       req,
       res,
@@ -146,7 +148,7 @@ export class AccessTokensAdminController {
       {
         title: 'Access tokens',
         nav: 'tokens',
-        rows: tokens.map((t) => rowOf(t, req)),
+        rows: tokens.map((t) => rowOf(t, req, budgets.get(t.id))),
         pager: pager(query.page, query.pageSize, total),
         filters: { q: query.q, active: query.active === undefined ? undefined : String(query.active) },
         canCreate: (req.ability as AppAbility).can('create', 'AccessToken'),
@@ -311,7 +313,8 @@ export class AccessTokensAdminController {
     try {
       const token = await this.tokens.revoke(id, req.authUser?.email ?? null);
       if (isHtmx(req)) {
-        return render(req, res, 'tokens/index', { row: rowOf(token, req) }, { partial: 'tokens/row' });
+        const budgets = (await this.tokens.budgetsOf([id])).get(id);
+        return render(req, res, 'tokens/index', { row: rowOf(token, req, budgets) }, { partial: 'tokens/row' });
       }
       flash(req, 'success', `${token.name} (${token.tokenHint}) revoked; it stopped working at once.`);
       res.redirect(303, '/admin/access-tokens');

@@ -240,6 +240,8 @@ describe('Access token budgets and scopes: API, console, usage reports', () => {
     expect(page.text).toContain('name="scopes" value="usage:report"');
     const list = await session.page('/admin/access-tokens');
     expect(list.text).toContain(`href="/admin/access-tokens/${created.id}"`);
+    // The list shows spend against budget too.
+    expect(list.text).toContain('$10 of $50 monthly');
 
     // Without JavaScript: a real form post, a redirect, the page with the new state.
     const saved = await session.post(`/admin/access-tokens/${created.id}/budgets`, {
