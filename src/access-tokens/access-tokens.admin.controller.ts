@@ -5,21 +5,70 @@ import { CheckPolicies } from '../auth/decorators';
 import { Audit } from '../audit/audit.decorator';
 import { isHtmx } from '../common/http';
 import { pager } from '../common/pagination';
-import { ProblemException, ValidationProblem } from '../common/problem';
+import { type FieldError, ProblemException, ValidationProblem } from '../common/problem';
 import { validateForm } from '../common/validation';
 import { flash, render } from '../common/views';
 import { ProviderRegistry } from '../plugin-system/provider-registry';
+import { BUDGET_PERIODS, LIMIT_UNITS } from '../limits/limits.types';
 import type { AccessToken } from './access-token.entity';
 import { statusOf } from './access-token.view';
+import { TOKEN_SCOPES } from './access-tokens.constants';
 import { tokenId } from './access-tokens.controller';
 import { AccessTokensService } from './access-tokens.service';
-import { CreateAccessTokenDto } from './dto/create-access-token.dto';
+import { CreateAccessTokenDto, UpdateAccessTokenDto } from './dto/create-access-token.dto';
 import { ListAccessTokensQuery } from './dto/list-access-tokens.query';
+import type { BudgetView } from './token-budgets';
+
+/** What each grant lets a token do, for the checkboxes. */
+const SCOPE_LABELS: Record<(typeof TOKEN_SCOPES)[number], string> = {
+  files: 'Files (upload, list, read, delete)',
+  uploads: 'Uploads (large files in parts)',
+  batches: 'Batches',
+  vector_stores: 'Vector stores',
+  fine_tuning: 'Fine-tuning jobs',
+  'usage:report': 'Report usage of direct provider calls (POST /api/usage)',
+};
+
+const numberFormat = new Intl.NumberFormat('en-US', { maximumFractionDigits: 6 });
+const amount = (n: number, unit: string) =>
+  unit === 'usd' ? `$${numberFormat.format(n)}` : `${numberFormat.format(n)} ${unit}`;
+
+/** A budget as the page shows it: the bar, the numbers, the reset. */
+function budgetRowOf(b: BudgetView) {
+  return {
+    ...b,
+    text: `${amount(b.used, b.unit)} of ${amount(b.limit, b.unit)} ${b.period === 'total' ? 'in total' : b.period}`,
+    reservedText: b.reserved > 0 ? `${amount(b.reserved, b.unit)} held by calls in flight` : '',
+    high: b.limit * 0.8,
+    over: b.used >= b.limit,
+  };
+}
+
+/** The budget editor's rows (`unit_0`, `period_0`, `limit_0`, `remove_0`, …) as form values. */
+interface BudgetFormRow {
+  unit: string;
+  period: string;
+  limit: string;
+  remove: boolean;
+}
+
+function budgetFormRows(body: Record<string, unknown>): BudgetFormRow[] {
+  const count = Math.min(24, Math.max(0, Number.parseInt(String(body.rows ?? '0'), 10) || 0));
+  return Array.from({ length: count }, (_, i) => ({
+    unit: typeof body[`unit_${i}`] === 'string' ? (body[`unit_${i}`] as string) : '',
+    period: typeof body[`period_${i}`] === 'string' ? (body[`period_${i}`] as string) : '',
+    limit: typeof body[`limit_${i}`] === 'string' ? (body[`limit_${i}`] as string).trim() : '',
+    remove: body[`remove_${i}`] === 'yes',
+  }));
+}
+
+const blankRow = (): BudgetFormRow => ({ unit: 'usd', period: 'monthly', limit: '', remove: false });
 
 /** A token as a table row shows it, with what the viewer may do to it. */
-function rowOf(token: AccessToken, req: Request) {
+function rowOf(token: AccessToken, req: Request, budgets: BudgetView[] = []) {
   const status = statusOf(token);
   return {
+    budgets: budgets.map(budgetRowOf),
     id: token.id,
     name: token.name,
     hint: token.tokenHint,
@@ -30,6 +79,7 @@ function rowOf(token: AccessToken, req: Request) {
     expiresAt: token.expiresAt,
     lastUsedAt: token.lastUsedAt,
     revokedAt: token.revokedAt,
+    scopes: token.scopes ?? [],
     status,
     canRevoke: status !== 'revoked' && (req.ability as AppAbility).can('revoke', 'AccessToken'),
   };
@@ -59,7 +109,13 @@ function dtoFromForm(body: Record<string, unknown>): Record<string, unknown> {
       expires === '' ? undefined : /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2})?$/.test(expires) ? `${expires}Z` : expires,
     rateLimitPerMinute: rate === '' ? undefined : rate,
     allowedIps: listOf(body.allowedIps),
+    scopes: scopesOf(body),
   };
+}
+
+/** The ticked scope checkboxes. */
+function scopesOf(body: Record<string, unknown>): string[] {
+  return ([] as unknown[]).concat(body.scopes ?? []).filter((p): p is string => typeof p === 'string' && p !== '');
 }
 
 /** The console's Access tokens page. Same service as the JSON API. */
@@ -84,6 +140,7 @@ export class AccessTokensAdminController {
     status: number,
   ) {
     const { tokens, total } = await this.tokens.list(query);
+    const budgets = await this.tokens.budgetsOf(tokens.map((t) => t.id));
     render(
       req,
       res,
@@ -91,11 +148,12 @@ export class AccessTokensAdminController {
       {
         title: 'Access tokens',
         nav: 'tokens',
-        rows: tokens.map((t) => rowOf(t, req)),
+        rows: tokens.map((t) => rowOf(t, req, budgets.get(t.id))),
         pager: pager(query.page, query.pageSize, total),
         filters: { q: query.q, active: query.active === undefined ? undefined : String(query.active) },
         canCreate: (req.ability as AppAbility).can('create', 'AccessToken'),
         providerOptions: this.providerOptions([]),
+        scopeOptions: scopeOptions([]),
         ...extra,
       },
       { partial: 'tokens/table', status },
@@ -115,10 +173,11 @@ export class AccessTokensAdminController {
       allowedIps: body.allowedIps,
     };
     const selected = (fields.providers as string[] | undefined) ?? [];
+    const scopes = fields.scopes as string[];
     const { dto, errors } = await validateForm(CreateAccessTokenDto, fields);
     if (errors.length > 0) {
       res.locals.auditReason = 'invalid form';
-      return this.renderForm(req, res, { form, selected, errors: ValidationProblem.byField(errors) }, 400);
+      return this.renderForm(req, res, { form, selected, scopes, errors: byFieldRoot(errors) }, 400);
     }
     try {
       const { accessToken, token } = await this.tokens.create(dto, req.authUser?.email ?? null);
@@ -131,9 +190,118 @@ export class AccessTokensAdminController {
     } catch (error) {
       if (error instanceof ValidationProblem) {
         res.locals.auditReason = error.problem.detail;
-        return this.renderForm(req, res, { form, selected, errors: ValidationProblem.byField(error.errors) }, 400);
+        return this.renderForm(req, res, { form, selected, scopes, errors: byFieldRoot(error.errors) }, 400);
       }
       throw error;
+    }
+  }
+
+  /** One token: its grants and its budgets with spend against budget, both editable. */
+  @Get(':id')
+  @CheckPolicies((ability) => ability.can('read', 'AccessToken'))
+  async show(@Req() req: Request, @Res() res: Response, @Param('id', tokenId) id: string) {
+    const token = await this.tokens.get(id);
+    await this.renderShow(req, res, token, {}, 200);
+  }
+
+  /** htmx swaps the scopes section; without JavaScript the page reloads with a message. */
+  @Post(':id/scopes')
+  @Audit('access-token.update', 'AccessToken')
+  @CheckPolicies((ability) => ability.can('update', 'AccessToken'))
+  async saveScopes(
+    @Req() req: Request,
+    @Res() res: Response,
+    @Param('id', tokenId) id: string,
+    @Body() body: Record<string, unknown>,
+  ) {
+    const token = await this.tokens.get(id);
+    const scopes = scopesOf(body);
+    const { dto, errors } = await validateForm(UpdateAccessTokenDto, { scopes });
+    if (errors.length > 0) {
+      res.locals.auditReason = 'invalid form';
+      return this.section(req, res, token, 'scopes', { scopesError: errors[0].messages.join(' '), scopes }, 400);
+    }
+    try {
+      const updated = await this.tokens.update(id, dto);
+      const note = updated.scopes.length > 0 ? `Grants saved: ${updated.scopes.join(', ')}.` : 'Inference only.';
+      if (!isHtmx(req)) {
+        flash(req, 'success', note);
+        return res.redirect(303, `/admin/access-tokens/${id}`);
+      }
+      await this.section(req, res, updated, 'scopes', { scopesNote: note });
+    } catch (error) {
+      if (!(error instanceof ProblemException)) throw error;
+      res.locals.auditFailed = true;
+      res.locals.auditReason = error.problem.detail ?? error.problem.title;
+      await this.section(
+        req,
+        res,
+        token,
+        'scopes',
+        { scopesError: error.problem.detail ?? error.problem.title, scopes },
+        error.getStatus(),
+      );
+    }
+  }
+
+  /**
+   * Saves the budget rows (ticked "remove" rows and empty new rows are left out). "Add a budget"
+   * is a submit that only adds an empty row, so the editor works without JavaScript as well.
+   */
+  @Post(':id/budgets')
+  @Audit('access-token.budgets', 'AccessToken')
+  @CheckPolicies((ability) => ability.can('update', 'AccessToken'))
+  async saveBudgets(
+    @Req() req: Request,
+    @Res() res: Response,
+    @Param('id', tokenId) id: string,
+    @Body() body: Record<string, unknown>,
+  ) {
+    const token = await this.tokens.get(id);
+    const rows = budgetFormRows(body);
+    if (body.add === 'yes') {
+      res.locals.auditDetails = { note: 'added an empty budget row; nothing saved' };
+      return this.section(req, res, token, 'budgets', { budgetRows: [...rows, blankRow()] });
+    }
+    const kept = rows.map((row, index) => ({ row, index })).filter(({ row }) => !row.remove && row.limit !== '');
+    const input = kept.map(({ row }) => ({
+      unit: row.unit,
+      period: row.period,
+      // The form's text becomes a number only when it is one; anything else fails validation.
+      limit: /^\d+(\.\d+)?$/.test(row.limit) ? Number(row.limit) : row.limit,
+    }));
+    const { dto, errors } = await validateForm(UpdateAccessTokenDto, { budgets: input });
+    const rowErrors = (list: FieldError[]) => {
+      const out: Record<number, string> = {};
+      for (const e of list) {
+        const at = /^budgets\[(\d+)\]/.exec(e.field);
+        const index = at ? kept[Number(at[1])]?.index : undefined;
+        if (index !== undefined) out[index] = [out[index], ...e.messages].filter(Boolean).join(' ');
+      }
+      return out;
+    };
+    if (errors.length > 0) {
+      res.locals.auditReason = 'invalid form';
+      return this.section(req, res, token, 'budgets', { budgetRows: rows, rowErrors: rowErrors(errors) }, 400);
+    }
+    try {
+      await this.tokens.update(id, dto);
+      const note =
+        input.length > 0 ? `Budgets saved (${input.length}).` : 'No budgets: the token is not limited by spend.';
+      if (!isHtmx(req)) {
+        flash(req, 'success', note);
+        return res.redirect(303, `/admin/access-tokens/${id}`);
+      }
+      await this.section(req, res, await this.tokens.get(id), 'budgets', { budgetsNote: note });
+    } catch (error) {
+      if (!(error instanceof ProblemException)) throw error;
+      res.locals.auditFailed = true;
+      res.locals.auditReason = error.problem.detail ?? error.problem.title;
+      const extra =
+        error instanceof ValidationProblem
+          ? { budgetRows: rows, rowErrors: rowErrors(error.errors) }
+          : { budgetRows: rows, budgetsError: error.problem.detail ?? error.problem.title };
+      await this.section(req, res, token, 'budgets', extra, error.getStatus());
     }
   }
 
@@ -145,7 +313,8 @@ export class AccessTokensAdminController {
     try {
       const token = await this.tokens.revoke(id, req.authUser?.email ?? null);
       if (isHtmx(req)) {
-        return render(req, res, 'tokens/index', { row: rowOf(token, req) }, { partial: 'tokens/row' });
+        const budgets = (await this.tokens.budgetsOf([id])).get(id);
+        return render(req, res, 'tokens/index', { row: rowOf(token, req, budgets) }, { partial: 'tokens/row' });
       }
       flash(req, 'success', `${token.name} (${token.tokenHint}) revoked; it stopped working at once.`);
       res.redirect(303, '/admin/access-tokens');
@@ -160,7 +329,11 @@ export class AccessTokensAdminController {
 
   /** htmx gets the form alone; without JavaScript the whole page, errors beside the fields. */
   private async renderForm(req: Request, res: Response, data: Record<string, unknown>, status: number) {
-    const context = { ...data, providerOptions: this.providerOptions((data.selected as string[] | undefined) ?? []) };
+    const context = {
+      ...data,
+      providerOptions: this.providerOptions((data.selected as string[] | undefined) ?? []),
+      scopeOptions: scopeOptions((data.scopes as string[] | undefined) ?? []),
+    };
     if (isHtmx(req)) return render(req, res, 'tokens/index', context, { partial: 'tokens/form', status });
     await this.renderIndex(
       req,
@@ -171,6 +344,59 @@ export class AccessTokensAdminController {
     );
   }
 
+  /** The token page, or (htmx) one of its sections. */
+  private async section(
+    req: Request,
+    res: Response,
+    token: AccessToken,
+    name: 'scopes' | 'budgets',
+    extra: Record<string, unknown>,
+    status = 200,
+  ) {
+    if (!isHtmx(req)) return this.renderShow(req, res, token, extra, status);
+    const context = await this.showContext(req, token, extra);
+    render(req, res, 'tokens/show', context, { partial: `tokens/${name}`, status });
+  }
+
+  private async renderShow(
+    req: Request,
+    res: Response,
+    token: AccessToken,
+    extra: Record<string, unknown>,
+    status: number,
+  ) {
+    render(req, res, 'tokens/show', await this.showContext(req, token, extra), { status });
+  }
+
+  private async showContext(req: Request, token: AccessToken, extra: Record<string, unknown>) {
+    const budgets = ((await this.tokens.budgetsOf([token.id])).get(token.id) ?? []).map(budgetRowOf);
+    const row = rowOf(token, req);
+    const { budgetRows: _rows, rowErrors: _errors, ...rest } = extra;
+    const scopes = (extra.scopes as string[] | undefined) ?? token.scopes ?? [];
+    const budgetRows = (extra.budgetRows as BudgetFormRow[] | undefined) ?? [
+      ...budgets.map((b) => ({ unit: b.unit, period: b.period, limit: String(b.limit), remove: false })),
+      blankRow(),
+    ];
+    return {
+      title: token.name,
+      nav: 'tokens',
+      token: row,
+      budgets,
+      canEdit: row.status !== 'revoked' && (req.ability as AppAbility).can('update', 'AccessToken'),
+      scopeOptions: scopeOptions(scopes),
+      budgetRows: budgetRows.map((r, i) => ({
+        ...r,
+        index: i,
+        error: (extra.rowErrors as Record<number, string> | undefined)?.[i],
+        units: LIMIT_UNITS.map((u) => ({ value: u, selected: u === r.unit })),
+        periods: BUDGET_PERIODS.map((p) => ({ value: p, selected: p === r.period })),
+      })),
+      rowCount: budgetRows.length,
+      ...rest,
+      scopes,
+    };
+  }
+
   private providerOptions(selected: string[]) {
     return this.registry.ids().map((id) => ({
       id,
@@ -178,4 +404,13 @@ export class AccessTokensAdminController {
       selected: selected.includes(id),
     }));
   }
+}
+
+function scopeOptions(selected: string[]) {
+  return TOKEN_SCOPES.map((id) => ({ id, label: SCOPE_LABELS[id], selected: selected.includes(id) }));
+}
+
+/** Field errors by field, with `scopes[2]` shown at `scopes`. */
+function byFieldRoot(errors: FieldError[]): Record<string, string> {
+  return ValidationProblem.byField(errors.map((e) => ({ ...e, field: e.field.replace(/\[\d+\].*$/, '') })));
 }

@@ -2,7 +2,7 @@ import { Injectable } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { DataSource, EntityManager } from 'typeorm';
 import type { FieldError } from '../common/problem';
-import { LimitsService } from '../limits/limits.service';
+import { LIMITS_CHANNEL, LimitsService } from '../limits/limits.service';
 import { BUDGET_PERIODS, type BudgetPeriod, LIMIT_UNITS, type LimitUnit } from '../limits/limits.types';
 import { periodEnd, rolled } from '../limits/period';
 
@@ -94,6 +94,8 @@ export class TokenBudgets {
       );
       kept.push(row);
     }
+    // Every instance reads its limits again when this commits.
+    await manager.query(`SELECT pg_notify($1, $2)`, [LIMITS_CHANNEL, accessTokenId]);
     return [...removed, ...kept].map((r) => r.id);
   }
 

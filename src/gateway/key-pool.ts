@@ -10,7 +10,7 @@ import { SecretsService } from '../crypto/secrets.service';
 import type { UsagePeriod, UsageUnit } from '../keys/api-key.entity';
 import { KEY_EVENTS, type KeyEvent, secretAad } from '../keys/keys.service';
 import type { ProviderErrorType } from '../plugin-system/provider-plugin';
-import { type PendingUsage, UsageRecorder } from '../usage/usage-recorder';
+import { LimitsService } from '../limits/limits.service';
 
 /** A key as the gateway holds it; the secret is decrypted on first use, never written anywhere. */
 export interface PooledKey {
@@ -48,6 +48,8 @@ interface Loaded {
 }
 
 const TTL_MS = 30_000;
+/** The least a call can add to a limit: a key at its limit takes no more. */
+const ONE_REQUEST = { tokens: 1, usd: 0, requests: 1 };
 const OUT_OF_CREDIT_MS = 10 * 60_000;
 /** The first cool-down after a transient failure; it doubles with each failure in a row. */
 const FIRST_COOLDOWN_MS = 1_000;
@@ -78,15 +80,14 @@ export class KeyPool implements OnModuleInit {
   constructor(
     @InjectDataSource() private readonly dataSource: DataSource,
     private readonly secrets: SecretsService,
-    private readonly recorder: UsageRecorder,
     private readonly alerts: AlertEventsService,
     @Optional() private readonly feed?: ChangeFeedService,
     @Optional() private readonly health?: DatabaseHealth,
     @Optional() private readonly shutdown?: ShutdownService,
+    @Optional() private readonly limits?: LimitsService,
   ) {}
 
   onModuleInit(): void {
-    this.recorder.onFlushed((written) => this.applyWritten(written));
     this.feed?.subscribe(CHANNELS.keys, (keyId) => this.forget(keyId));
     this.feed?.onReconnect(() => this.invalidate());
   }
@@ -202,23 +203,9 @@ export class KeyPool implements OnModuleInit {
     if (key.expiresAt !== null && key.expiresAt <= now) return 'expired';
     if (key.cooldownUntil > now) return 'cooling-down';
     if (key.trialInFlight) return 'cooling-down';
-    if (key.limit !== null && this.used(key) >= key.limit) return 'over-limit';
+    // The shared counters decide (LimitsService.reserve); this only skips keys known to be full.
+    if (key.limit !== null && this.limits?.keyLikelyFull(key.id, ONE_REQUEST)) return 'over-limit';
     return null;
-  }
-
-  /** What counts against the key's limit right now, including this instance's unwritten usage. */
-  used(key: PooledKey): number {
-    const pending: PendingUsage = this.recorder.pendingFor(key.id);
-    switch (key.unit) {
-      case 'tokens':
-        return key.counted + pending.tokens;
-      case 'requests':
-        return key.counted + pending.requests + key.inFlight;
-      case 'usd':
-        return key.counted + pending.usd;
-      default:
-        return 0;
-    }
   }
 
   /**
@@ -318,18 +305,6 @@ export class KeyPool implements OnModuleInit {
     void this.dataSource
       .query(`UPDATE api_keys SET cooldown_until = $2 WHERE id = $1`, [key.id, new Date(key.cooldownUntil)])
       .catch(() => undefined);
-  }
-
-  private applyWritten(written: Map<string, PendingUsage>): void {
-    for (const entry of this.loaded.values()) {
-      void entry.keys.then((keys) => {
-        for (const key of keys) {
-          const w = written.get(key.id);
-          if (!w || !key.unit) continue;
-          key.counted += key.unit === 'tokens' ? w.tokens : key.unit === 'requests' ? w.requests : w.usd;
-        }
-      });
-    }
   }
 
   private async load(provider: string): Promise<PooledKey[]> {

@@ -3,7 +3,7 @@ import {
   Inject,
   Injectable,
   Logger,
-  OnModuleDestroy,
+  OnApplicationShutdown,
   OnModuleInit,
   Optional,
 } from '@nestjs/common';
@@ -11,6 +11,7 @@ import { ShutdownService } from '../lifecycle/shutdown.service';
 import { OnEvent } from '@nestjs/event-emitter';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { randomUUID } from 'node:crypto';
+import { Client } from 'pg';
 import { DataSource } from 'typeorm';
 import { KEYWARD_CONFIG } from '../config/config.constants';
 import type { KeywardConfig } from '../config/config';
@@ -65,6 +66,9 @@ const SWEEP_MS = 60_000;
 /** After a store call failed, this long in memory before the store is tried again. */
 const STORE_BACKOFF_MS = 1_000;
 const DRAIN_CONCURRENCY = 8;
+/** NOTIFY channels after which the limits are read again: budgets (ours) and keys (the vault's). */
+export const LIMITS_CHANNEL = 'keyward_limits';
+const KEYS_CHANNEL = 'keyward_keys';
 
 class StoreTimeout extends Error {}
 
@@ -91,23 +95,27 @@ const fmt = (n: number, unit: LimitUnit) =>
  * the last levels it saw, reconciling once the store answers again.
  */
 @Injectable()
-export class LimitsService implements OnModuleInit, OnModuleDestroy, BeforeApplicationShutdown {
+export class LimitsService implements OnModuleInit, BeforeApplicationShutdown, OnApplicationShutdown {
   private readonly logger = new Logger('Limits');
   private keyCounters = new Map<string, Counter>();
   private tokenCounters = new Map<string, Counter[]>();
+  private budgetCounters = new Map<string, Counter>();
   /** Last known used + reserved of each counter: where counting in memory starts from. */
   private readonly levels = new Map<string, number>();
   private readonly redis: RedisCounters | null;
   private storeDownUntil = 0;
+  private lastStoreAnswer = 0;
   private lastWarning = 0;
-  private queue: Op[] = [];
-  private draining: Promise<void> | undefined;
-  private retryTimer?: NodeJS.Timeout;
-  private failures = 0;
+  /** One queue per store, so that an outage of Redis never holds back the database's writes. */
+  private readonly queues: Record<'postgres' | 'redis', WriteQueue>;
   private reloadTimer?: NodeJS.Timeout;
   private sweepTimer?: NodeJS.Timeout;
   private reloading: Promise<void> | undefined;
   private stopped = false;
+  private listener: Client | null = null;
+  private listenTimer?: NodeJS.Timeout;
+  private listenDelay = 500;
+  private reloadSoon?: NodeJS.Timeout;
 
   constructor(
     @InjectDataSource() private readonly dataSource: DataSource,
@@ -121,6 +129,17 @@ export class LimitsService implements OnModuleInit, OnModuleDestroy, BeforeAppli
     this.redis = config.redisUrl
       ? new RedisCounters(config.redisUrl, `keyward:limits:`, config.limits.storeTimeoutMs)
       : null;
+    const primary = this.redis ? 'redis' : 'postgres';
+    const queue = (store: 'postgres' | 'redis') =>
+      new WriteQueue(
+        (op) => this.apply(op),
+        // Only the store that admits requests decides whether they are counted in memory.
+        (error) =>
+          store === primary
+            ? this.storeFailed(error)
+            : this.warn(`Settling in ${store} failed (${error.message}); retrying`),
+      );
+    this.queues = { postgres: queue('postgres'), redis: queue('redis') };
   }
 
   async onModuleInit(): Promise<void> {
@@ -132,6 +151,7 @@ export class LimitsService implements OnModuleInit, OnModuleDestroy, BeforeAppli
     this.reloadTimer.unref();
     this.sweepTimer = setInterval(() => void this.expireReservations().catch(() => undefined), SWEEP_MS);
     this.sweepTimer.unref();
+    await this.listen();
     this.logger.log(`Limits and budgets are reserved in ${this.redis ? 'Redis' : 'PostgreSQL'}`);
   }
 
@@ -140,12 +160,20 @@ export class LimitsService implements OnModuleInit, OnModuleDestroy, BeforeAppli
     this.stopped = true;
     clearInterval(this.reloadTimer);
     clearInterval(this.sweepTimer);
-    clearTimeout(this.retryTimer);
+    clearTimeout(this.listenTimer);
+    clearTimeout(this.reloadSoon);
+    const listener = this.listener;
+    this.listener = null;
+    await listener?.end().catch(() => undefined);
+    for (const q of Object.values(this.queues)) q.stop();
     await this.flush(3);
-    if (this.queue.length > 0) this.logger.error(`${this.queue.length} limit settlement(s) could not be written`);
+    if (this.pendingSettlements > 0) {
+      this.logger.error(`${this.pendingSettlements} limit settlement(s) could not be written`);
+    }
   }
 
-  async onModuleDestroy(): Promise<void> {
+  /** After the settlements were flushed (beforeApplicationShutdown runs first). */
+  async onApplicationShutdown(): Promise<void> {
     await this.redis?.close();
   }
 
@@ -229,7 +257,7 @@ export class LimitsService implements OnModuleInit, OnModuleDestroy, BeforeAppli
       ? this.reserveInRedis(id, keyId, accessTokenId, amount, counters)
       : this.reserveInPostgres(id, keyId, accessTokenId, amount);
     try {
-      const result = await withTimeout(attempt, this.config.limits.storeTimeoutMs);
+      const result = await this.awaitStore(attempt);
       if (result.ok) {
         for (const [counterId, level] of result.levels) this.levels.set(counterId, level);
         return {
@@ -254,6 +282,25 @@ export class LimitsService implements OnModuleInit, OnModuleDestroy, BeforeAppli
           .catch(() => undefined);
       }
       return this.reserveLocally(base, counters);
+    }
+  }
+
+  /**
+   * The store's answer within the timeout. A store that is busy rather than away (other calls
+   * were answered within the last timeout: a burst queueing on one hot counter) gets up to four
+   * timeouts more, since counting in memory while it is merely slow would let instances overshoot.
+   */
+  private async awaitStore<T>(attempt: Promise<T>): Promise<T> {
+    const timeout = this.config.limits.storeTimeoutMs;
+    try {
+      const answer = await withTimeout(attempt, timeout);
+      this.lastStoreAnswer = Date.now();
+      return answer;
+    } catch (error) {
+      if (!(error instanceof StoreTimeout) || Date.now() - this.lastStoreAnswer > timeout) throw error;
+      const answer = await withTimeout(attempt, timeout * 4);
+      this.lastStoreAnswer = Date.now();
+      return answer;
     }
   }
 
@@ -309,31 +356,26 @@ export class LimitsService implements OnModuleInit, OnModuleDestroy, BeforeAppli
     input: { keyId: string | null; accessTokenId: string | null; actual: UsageAmount },
     id: string = randomUUID(),
   ): void {
-    const counterIds = this.countersOf(input.keyId, input.accessTokenId).map((c) => c.id);
-    this.enqueue({
-      kind: 'charge',
-      store: this.redis ? 'redis' : 'postgres',
-      id,
-      keyId: input.keyId,
-      accessTokenId: input.accessTokenId,
-      actual: input.actual,
-      counterIds,
-    });
+    const base = { kind: 'charge' as const, id, keyId: input.keyId, accessTokenId: input.accessTokenId };
+    if (this.redis) {
+      const counterIds = this.countersOf(input.keyId, input.accessTokenId).map((c) => c.id);
+      this.enqueue({ ...base, store: 'redis', actual: input.actual, counterIds });
+    }
+    // The database counts it too: for pages, reports and seeding Redis again.
+    this.enqueue({ ...base, store: 'postgres', actual: input.actual, counterIds: [] });
   }
 
   // ---- for pages and tests -------------------------------------------------------------------
 
   /** Writes every queued settlement now (tests, shutdown). `rounds` bounds the retries. */
   async flush(rounds = 1): Promise<void> {
-    if (this.draining) await this.draining;
-    for (let i = 0; i < rounds && this.queue.length > 0; i++) {
-      await this.drain();
-      if (this.queue.length > 0 && i < rounds - 1) await new Promise((r) => setTimeout(r, 200));
-    }
+    // The database's queue last: a Redis settle queues its database copy.
+    await this.queues.redis.flush(rounds);
+    await this.queues.postgres.flush(rounds);
   }
 
   get pendingSettlements(): number {
-    return this.queue.length + (this.draining ? 1 : 0);
+    return this.queues.postgres.size + this.queues.redis.size;
   }
 
   /**
@@ -400,6 +442,52 @@ export class LimitsService implements OnModuleInit, OnModuleDestroy, BeforeAppli
     }
     const [row] = await this.dataSource.query<{ n: number }[]>(`SELECT keyward_expire_reservations(500) AS n`);
     return Number(row?.n ?? 0);
+  }
+
+  // ---- hearing of changes on other instances ---------------------------------------------
+
+  /**
+   * LISTENs for budget and key changes, so that every instance reserves against a new limit
+   * within milliseconds, not at the next 5 s reload. Reconnects with backoff.
+   */
+  private async listen(): Promise<void> {
+    const url = (this.dataSource.options as { url?: string }).url;
+    if (!url || this.stopped) return;
+    const client = new Client({ connectionString: url, application_name: 'keyward-limits-listener' });
+    let lost = false;
+    const onLost = () => {
+      if (lost) return;
+      lost = true;
+      if (this.listener === client) this.listener = null;
+      void client.end().catch(() => undefined);
+      if (this.stopped) return;
+      clearTimeout(this.listenTimer);
+      this.listenTimer = setTimeout(() => void this.listen(), this.listenDelay);
+      this.listenTimer.unref();
+      this.listenDelay = Math.min(this.listenDelay * 2, 30_000);
+    };
+    client.on('error', onLost);
+    client.on('end', onLost);
+    client.on('notification', () => {
+      clearTimeout(this.reloadSoon);
+      this.reloadSoon = setTimeout(() => void this.reload().catch(() => undefined), 20);
+      this.reloadSoon.unref();
+    });
+    try {
+      await client.connect();
+      await client.query(`LISTEN ${LIMITS_CHANNEL}`);
+      await client.query(`LISTEN ${KEYS_CHANNEL}`);
+    } catch {
+      onLost();
+      return;
+    }
+    if (lost) return;
+    if (this.stopped) {
+      await client.end().catch(() => undefined);
+      return;
+    }
+    this.listener = client;
+    this.listenDelay = 500;
   }
 
   // ---- stores -----------------------------------------------------------------------------
@@ -547,51 +635,25 @@ export class LimitsService implements OnModuleInit, OnModuleDestroy, BeforeAppli
     }
     const keys = op.counterIds.map((id) => this.redis!.counterKey(id));
     await withTimeout(this.redis!.settle('charge', op.id, op.actual, keys, this.ends()), limits.storeTimeoutMs);
-    this.enqueue({ ...op, store: 'postgres' });
   }
 
   private enqueue(op: Op): void {
-    this.queue.push(op);
-    if (!this.retryTimer) void this.drain();
-  }
-
-  /** Writes the queue, a few at a time; what fails stays queued, in order, and is retried. */
-  private drain(): Promise<void> {
-    this.draining ??= (async () => {
-      while (this.queue.length > 0) {
-        const batch = this.queue.splice(0, DRAIN_CONCURRENCY);
-        const results = await Promise.allSettled(batch.map((op) => this.apply(op)));
-        const failed = batch.filter((_, i) => results[i].status === 'rejected');
-        if (failed.length > 0) {
-          this.queue.unshift(...failed);
-          const reason = (results.find((r) => r.status === 'rejected') as PromiseRejectedResult).reason as Error;
-          this.storeFailed(reason);
-          this.failures++;
-          if (!this.stopped) {
-            const delay = Math.min(10_000, 200 * 2 ** Math.min(this.failures, 6));
-            clearTimeout(this.retryTimer);
-            this.retryTimer = setTimeout(() => {
-              this.retryTimer = undefined;
-              void this.drain();
-            }, delay);
-            this.retryTimer.unref();
-          }
-          return;
-        }
-        this.failures = 0;
-      }
-    })().finally(() => (this.draining = undefined));
-    return this.draining;
+    this.queues[op.store].push(op);
   }
 
   private storeFailed(error: Error): void {
     this.storeDownUntil = Date.now() + STORE_BACKOFF_MS;
+    this.warn(
+      `${this.redis ? 'Redis' : 'PostgreSQL'} did not answer for limits (${error.message}); counting in memory on this instance from the last known levels until it does`,
+    );
+  }
+
+  /** At most one warning every 30 s: an outage must be visible, not flood the log. */
+  private warn(message: string): void {
     const now = Date.now();
     if (now - this.lastWarning < 30_000) return;
     this.lastWarning = now;
-    this.logger.warn(
-      `${this.redis ? 'Redis' : 'PostgreSQL'} did not answer for limits (${error.message}); counting in memory on this instance from the last known levels until it does`,
-    );
+    this.logger.warn(message);
   }
 
   // ---- the limits as this instance knows them --------------------------------------------
@@ -684,6 +746,7 @@ export class LimitsService implements OnModuleInit, OnModuleDestroy, BeforeAppli
     }
     this.keyCounters = keyCounters;
     this.tokenCounters = tokenCounters;
+    this.budgetCounters = new Map([...tokenCounters.values()].flat().map((c) => [c.id, c]));
   }
 
   private countersOf(keyId: string | null, accessTokenId: string | null): Counter[] {
@@ -699,12 +762,7 @@ export class LimitsService implements OnModuleInit, OnModuleDestroy, BeforeAppli
   }
 
   private counterById(counterId: string): Counter | undefined {
-    if (counterId.startsWith('key:')) return this.keyCounters.get(counterId.slice(4));
-    for (const list of this.tokenCounters.values()) {
-      const found = list.find((c) => c.id === counterId);
-      if (found) return found;
-    }
-    return undefined;
+    return counterId.startsWith('key:') ? this.keyCounters.get(counterId.slice(4)) : this.budgetCounters.get(counterId);
   }
 
   private ends(): PeriodEnds {
@@ -741,6 +799,79 @@ export class LimitsService implements OnModuleInit, OnModuleDestroy, BeforeAppli
           `${fmt(used, counter.unit)} used or reserved, and it may use up to ${fmt(amount, counter.unit)}` +
           (resetAt ? `; it starts over at ${resetAt.toISOString()}.` : '.'),
     };
+  }
+}
+
+/**
+ * Writes of one store, a few at a time, off the request path. What fails stays queued, in
+ * order, and is retried with growing pauses (up to 10 s) until the store answers.
+ */
+class WriteQueue {
+  private ops: Op[] = [];
+  private draining: Promise<void> | undefined;
+  private retryTimer?: NodeJS.Timeout;
+  private failures = 0;
+  private stopped = false;
+  private listener: Client | null = null;
+  private listenTimer?: NodeJS.Timeout;
+  private listenDelay = 500;
+  private reloadSoon?: NodeJS.Timeout;
+
+  constructor(
+    private readonly apply: (op: Op) => Promise<void>,
+    private readonly failed: (error: Error) => void,
+  ) {}
+
+  get size(): number {
+    return this.ops.length + (this.draining ? 1 : 0);
+  }
+
+  push(op: Op): void {
+    this.ops.push(op);
+    if (!this.retryTimer) void this.drain();
+  }
+
+  /** Writes what is queued now, retrying up to `rounds` times, 200 ms apart. */
+  async flush(rounds: number): Promise<void> {
+    if (this.draining) await this.draining;
+    for (let i = 0; i < rounds && this.ops.length > 0; i++) {
+      await this.drain();
+      if (this.ops.length > 0 && i < rounds - 1) await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+
+  stop(): void {
+    this.stopped = true;
+    clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
+  }
+
+  private drain(): Promise<void> {
+    this.draining ??= (async () => {
+      while (this.ops.length > 0) {
+        const batch = this.ops.splice(0, DRAIN_CONCURRENCY);
+        const results = await Promise.allSettled(batch.map((op) => this.apply(op)));
+        const failed = batch.filter((_, i) => results[i].status === 'rejected');
+        if (failed.length === 0) {
+          this.failures = 0;
+          continue;
+        }
+        this.ops.unshift(...failed);
+        this.failed((results.find((r) => r.status === 'rejected') as PromiseRejectedResult).reason as Error);
+        this.failures++;
+        if (!this.stopped) {
+          const delay = Math.min(10_000, 200 * 2 ** Math.min(this.failures, 6));
+          clearTimeout(this.retryTimer);
+          this.retryTimer = setTimeout(() => {
+            this.retryTimer = undefined;
+            void this.drain();
+          }, delay);
+          this.retryTimer.unref();
+        }
+        return;
+      }
+    })().finally(() => (this.draining = undefined));
+    return this.draining;
   }
 }
 

@@ -174,6 +174,7 @@ describe('Access tokens: API, console, gateway lookups', () => {
       rateLimitPerMinute: 30,
       allowedIps: ['10.0.0.0/8'],
       expiresAt: null,
+      scopes: new Set(),
     });
     // Answered from memory the second time: the same object.
     expect(await service.resolve(created.token)).toBe(principal);

@@ -8,6 +8,7 @@ import {
   type GroqFakeProvider,
   type OpenAiFakeProvider,
 } from '../fake-providers';
+import { LimitsService } from '../../src/limits/limits.service';
 import { UsageRecorder } from '../../src/usage/usage-recorder';
 import { apiToken, startTestApp, type TestApp } from '../support/test-app';
 
@@ -309,7 +310,7 @@ describe('Gateway: proxy, failover, limits and usage', () => {
     await new Promise((r) => setTimeout(r, 150));
     await request(t.http).post(`/api/admin/api-keys/${a.id}/revoke`).set(auth()).expect(200);
     revokedAtSeq = seq;
-    await new Promise((r) => setTimeout(r, 150));
+    await new Promise((r) => setTimeout(r, 400));
     running = false;
     await Promise.all(workers);
     const seqOf = (r: (typeof openai.requests)[number]) => Number((r.body as { user?: string } | null)?.user);
@@ -337,6 +338,8 @@ describe('Gateway: proxy, failover, limits and usage', () => {
     await Promise.all(answers.map((r) => r.arrayBuffer().catch(() => undefined)));
 
     await t.app.get(UsageRecorder).flush();
+    // The counter is settled by the limits service, off the request path.
+    await t.app.get(LimitsService).flush(3);
     const [row] = await t.dataSource.query(`SELECT usage_current FROM api_keys WHERE id = $1`, [key.id]);
     expect(Number(row.usage_current)).toBe(120);
     const [rollup] = await t.dataSource.query(

@@ -1,7 +1,9 @@
+import Redis from 'ioredis';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { LimitsService } from '../../src/limits/limits.service';
 import type { LimitRefusal, Reservation, UsageAmount } from '../../src/limits/limits.types';
-import { startTestApp, type TestApp } from '../support/test-app';
+import request from 'supertest';
+import { apiToken, startTestApp, type TestApp } from '../support/test-app';
 import { TEST_ENV } from '../support/test-database';
 
 // Found (or not) by the global setup; the Redis half is skipped only when no Redis runs here.
@@ -193,6 +195,76 @@ describe.each([
         worstCase: { tokens: 1, usd: 0.6, requests: 1 },
       });
       expect(over).toMatchObject({ ok: false, scope: 'token' });
+    });
+
+    it('counts a reservation nobody settled at its worst case once it expires; a late settle changes nothing', async () => {
+      const keyId = await keyWithLimit(10_000, 'tokens');
+      const lost = (await limitsA.reserve({ keyId, accessTokenId: null, worstCase: tokens(1500) })) as Reservation;
+      expect(lost.ok).toBe(true);
+      if (redisUrl) {
+        const redis = new Redis(redisUrl);
+        await redis.zadd('keyward:limits:expiry', 0, lost.id);
+        await redis.quit();
+      } else {
+        await a.dataSource.query(`UPDATE limit_reservations SET expires_at = now() - interval '1 s' WHERE id = $1`, [
+          lost.id,
+        ]);
+      }
+      expect(await limitsB.expireReservations()).toBeGreaterThanOrEqual(1);
+      await Promise.all([limitsA.flush(3), limitsB.flush(3)]);
+      await Promise.all([limitsA.flush(3), limitsB.flush(3)]);
+      expect(await keyRow(keyId)).toEqual({ current: 1500, reserved: 0 });
+      limitsA.settle(lost, tokens(10));
+      await limitsA.flush(3);
+      await limitsA.flush(3);
+      expect(await keyRow(keyId)).toEqual({ current: 1500, reserved: 0 });
+      // 1,500 used: 8,500 still fit, 8,501 does not.
+      expect((await limitsB.reserve({ keyId, accessTokenId: null, worstCase: tokens(8501) })).ok).toBe(false);
+      expect((await limitsB.reserve({ keyId, accessTokenId: null, worstCase: tokens(8500) })).ok).toBe(true);
+    });
+
+    it('starts a counter whose period ended from zero, without waiting for a job', async () => {
+      const accessTokenId = await tokenWithBudget(5, 'requests', 'daily');
+      const first = await burst(6, () => ({ keyId: null, accessTokenId, worstCase: requests(1) }));
+      expect(first.filter(isOk)).toHaveLength(5);
+      await settleAll(first.filter(isOk), requests(1));
+      // The day ends (as far as the counters can tell).
+      await a.dataSource.query(
+        `UPDATE access_token_budgets SET reset_at = now() - interval '1 s' WHERE access_token_id = $1`,
+        [accessTokenId],
+      );
+      if (redisUrl) {
+        const redis = new Redis(redisUrl);
+        const [budget] = await a.dataSource.query<{ id: string }[]>(
+          `SELECT id FROM access_token_budgets WHERE access_token_id = $1`,
+          [accessTokenId],
+        );
+        await redis.hset(`keyward:limits:c:budget:${budget.id}`, 't', String(Date.now() - 1000));
+        await redis.quit();
+      }
+      const next = await burst(6, () => ({ keyId: null, accessTokenId, worstCase: requests(1) }));
+      expect(next.filter(isOk)).toHaveLength(5);
+      await settleAll(next.filter(isOk), requests(1));
+      const [row] = await a.dataSource.query<{ used: string; reset_at: Date }[]>(
+        `SELECT used, reset_at FROM access_token_budgets WHERE access_token_id = $1`,
+        [accessTokenId],
+      );
+      expect(Number(row.used)).toBe(5);
+      expect(row.reset_at.getTime()).toBeGreaterThan(Date.now());
+    });
+
+    it('hears of a budget set on the other instance at once (NOTIFY), not at the next reload', async () => {
+      const owner = await apiToken(a.http);
+      const created = await request(a.http)
+        .post('/api/admin/access-tokens')
+        .set('Authorization', `Bearer ${owner}`)
+        .send({ name: 'notified', budgets: [{ unit: 'requests', period: 'daily', limit: 2 }] })
+        .expect(201);
+      const id = (created.body as { id: string }).id;
+      expect(limitsA.applies(null, id)).toBe(true);
+      // Bounded wait, well under the 5 s periodic reload.
+      for (let i = 0; i < 40 && !limitsB.applies(null, id); i++) await new Promise((r) => setTimeout(r, 25));
+      expect(limitsB.applies(null, id)).toBe(true);
     });
   });
 });

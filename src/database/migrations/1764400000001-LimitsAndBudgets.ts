@@ -148,7 +148,8 @@ export class LimitsAndBudgets1764400000001 implements MigrationInterface {
                             THEN keyward_period_end(usage_period, now()) ELSE reset_at END,
             usage_reserved = GREATEST(0, usage_reserved
               - CASE usage_unit WHEN 'tokens' THEN r_tokens WHEN 'requests' THEN r_requests WHEN 'usd' THEN r_usd ELSE 0 END)
-          WHERE id = p_key;
+          -- A key without a limit has nothing to count (and its row is not rewritten per call).
+          WHERE id = p_key AND usage_unit IS NOT NULL;
         END IF;
         IF p_token IS NOT NULL THEN
           UPDATE access_token_budgets SET
