@@ -17,6 +17,7 @@ import { CryptoModule } from './crypto/crypto.module';
 import { dataSourceOptions } from './database/data-source-options';
 import { HealthController } from './health/health.controller';
 import { AlertsModule } from './alerts/alerts.module';
+import { AlertingModule } from './alerts/alerting.module';
 import { GatewayModule } from './gateway/gateway.module';
 import { KeysModule } from './keys/keys.module';
 import { UsageModule } from './usage/usage.module';
@@ -63,6 +64,7 @@ export class AppModule {
         RotationModule,
         AccessTokensModule,
         GatewayModule,
+        AlertingModule,
       ],
       controllers: [HealthController],
       providers: [

@@ -67,6 +67,7 @@ export class UsageRecorder implements OnApplicationShutdown {
   private failures = 0;
   private stopped = false;
   private readonly flushedListeners: ((written: Map<string, PendingUsage>) => void)[] = [];
+  private readonly committedListeners: ((records: readonly UsageRecord[]) => void)[] = [];
 
   constructor(
     @InjectDataSource() private readonly dataSource: DataSource,
@@ -90,6 +91,11 @@ export class UsageRecorder implements OnApplicationShutdown {
   /** Called after each committed batch with what it added to each key's counter. */
   onFlushed(listener: (written: Map<string, PendingUsage>) => void): void {
     this.flushedListeners.push(listener);
+  }
+
+  /** Called after each committed batch with its records (alert rules look at what they touched). */
+  onCommitted(listener: (records: readonly UsageRecord[]) => void): void {
+    this.committedListeners.push(listener);
   }
 
   /** Usage of a key recorded on this instance but not yet in its row. */
@@ -165,6 +171,7 @@ export class UsageRecorder implements OnApplicationShutdown {
       }
       // Synchronously with the pending decrement above, so no usage is ever counted in neither.
       for (const listener of this.flushedListeners) listener(written);
+      for (const listener of this.committedListeners) listener(batch);
     }
   }
 

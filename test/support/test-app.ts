@@ -33,6 +33,7 @@ export interface TestApp {
   logs: LogCapture;
   dataSource: DataSource;
   databaseUrl: string;
+  keyring: Keyring;
   close(): Promise<void>;
 }
 
@@ -40,9 +41,13 @@ export interface TestApp {
  * The real application — same module, same Express wiring as `npm start` — on a fresh database
  * of the run's PostgreSQL, with the first owner created from the environment as at a real start.
  */
-export async function startTestApp(env: NodeJS.ProcessEnv = {}): Promise<TestApp> {
+export async function startTestApp(
+  env: NodeJS.ProcessEnv = {},
+  /** A second instance: the same database and master key as another test app. */
+  shared?: { databaseUrl: string; keyring: Keyring },
+): Promise<TestApp> {
   const dataDir = mkdtempSync(path.join(tmpdir(), 'keyward-app-'));
-  const databaseUrl = await createTestDatabase();
+  const databaseUrl = shared?.databaseUrl ?? (await createTestDatabase());
   const config = loadConfig({
     KEYWARD_DATA_DIR: dataDir,
     KEYWARD_ADMIN_EMAIL: OWNER.email,
@@ -53,7 +58,7 @@ export async function startTestApp(env: NodeJS.ProcessEnv = {}): Promise<TestApp
     ...env,
   });
   const logs = new LogCapture();
-  const keyring = new Keyring([[1, Keyring.generateKey()]]);
+  const keyring = shared?.keyring ?? new Keyring([[1, Keyring.generateKey()]]);
   const app = await createApp({
     config,
     keyring,
@@ -69,6 +74,7 @@ export async function startTestApp(env: NodeJS.ProcessEnv = {}): Promise<TestApp
     logs,
     dataSource: app.get(DataSource),
     databaseUrl,
+    keyring,
     close: async () => {
       await app.close();
       rmSync(dataDir, { recursive: true, force: true });
