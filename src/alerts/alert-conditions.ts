@@ -218,11 +218,20 @@ export class AlertConditions {
 
   private async costThreshold(rule: AlertRule, now: Date): Promise<Evaluation> {
     const window = costWindow(rule.params.period ?? 'monthly', now);
-    const [{ cost }] = await this.dataSource.query(
-      `SELECT coalesce(sum(cost), 0) AS cost FROM usage_events
-        WHERE "timestamp" >= $1 AND "timestamp" < $2 AND ${scopeFilter(rule, '$3')}`,
-      [window.start, window.end, rule.scopeId],
-    );
+    // Periods start at UTC midnight, so the daily rollups (written with the events) add up to
+    // the period's spend without scanning its events; tokens have no rollup and use the events.
+    const [{ cost }] =
+      rule.scopeType === 'token'
+        ? await this.dataSource.query(
+            `SELECT coalesce(sum(cost), 0) AS cost FROM usage_events
+              WHERE "timestamp" >= $1 AND "timestamp" < $2 AND access_token_id = $3`,
+            [window.start, window.end, rule.scopeId],
+          )
+        : await this.dataSource.query(
+            `SELECT coalesce(sum(cost), 0) AS cost FROM usage_rollups
+              WHERE bucket = 'day' AND period_start >= $1 AND period_start < $2 AND ${scopeFilter(rule, '$3')}`,
+            [window.start, window.end, rule.scopeId],
+          );
     const spent = Number(cost);
     const limit = rule.params.amountUsd ?? Infinity;
     if (spent < limit) return { firing: [], covered: [''] };

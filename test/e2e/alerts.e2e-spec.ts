@@ -374,6 +374,113 @@ describe('Alerts: rules, evaluation, channels and history', () => {
     expect(hook.received.filter((w) => w.path === '/keyward' && w.json.type === 'report.generated')).toHaveLength(0);
   });
 
+  it('raises key_invalid and no_healthy_key at once when the provider refuses the last key', async () => {
+    await clearKeys('groq');
+    const key = await post('/api/admin/api-keys', {
+      provider: 'groq',
+      name: 'dead',
+      key: groq.generateKey({ kind: 'revoked' }),
+    });
+    const invalid = await post('/api/admin/alert-rules', {
+      name: 'dead groq keys',
+      kind: 'key_invalid',
+      severity: 'critical',
+      scopeType: 'provider',
+      scopeId: 'groq',
+      channelIds: [webhookId],
+    });
+    const none = await post('/api/admin/alert-rules', {
+      name: 'groq has no key',
+      kind: 'no_healthy_key',
+      severity: 'critical',
+      scopeType: 'provider',
+      scopeId: 'groq',
+      channelIds: [webhookId],
+    });
+    expect(await chat(await accessToken(), base, 'groq')).toBe(401);
+    // No sweep: the gateway's own alert event is what triggers both rules.
+    expect(await hook.waitFor(() => firedFor(invalid.id).length === 1 && firedFor(none.id).length === 1, 2000)).toBe(
+      true,
+    );
+    expect(firedFor(invalid.id)[0].json.alert).toMatchObject({ subject: { type: 'key', id: key.id } });
+    expect(firedFor(none.id)[0].json.alert).toMatchObject({ subject: { type: 'provider', id: 'groq' } });
+
+    // A healthy key comes back: both clear on the next sweep (the dead key was revoked meanwhile).
+    await request(t.http).post(`/api/admin/api-keys/${key.id}/revoke`).set(auth()).expect(200);
+    await post('/api/admin/api-keys', { provider: 'groq', name: 'alive', key: groq.generateKey() });
+    await t.app.get(AlertEvaluator).sweep();
+    const states = await t.dataSource.query(
+      `SELECT rule_id, state, condition_active FROM alerts WHERE rule_id = ANY($1) ORDER BY rule_id`,
+      [[invalid.id, none.id]],
+    );
+    expect(states).toHaveLength(2);
+    expect(
+      states.every((a: { state: string; condition_active: boolean }) => a.state === 'resolved' && !a.condition_active),
+    ).toBe(true);
+  });
+
+  it('raises one cost alert per period once a key spends past the amount', async () => {
+    await clearKeys('openai');
+    const key = await post('/api/admin/api-keys', {
+      provider: 'openai',
+      name: 'pricey',
+      key: openai.generateKey({ kind: 'valid', usage: { input: 100_000, output: 100_000 } }),
+    });
+    const rule = await post('/api/admin/alert-rules', {
+      name: 'pricey key',
+      kind: 'cost_threshold',
+      severity: 'warning',
+      scopeType: 'key',
+      scopeId: key.id,
+      amountUsd: 1,
+      period: 'monthly',
+      channelIds: [webhookId],
+    });
+    const token = await accessToken();
+    for (let i = 0; i < 3; i++) expect(await chat(token)).toBe(200);
+    await t.app.get(UsageRecorder).flush();
+    await t.app.get(AlertEvaluator).settle();
+    await t.app.get(AlertEvaluator).sweep();
+    await t.app.get(AlertDeliveryService).drain();
+    expect(await hook.waitFor(() => firedFor(rule.id).length === 1)).toBe(true);
+    const [{ cost }] = await t.dataSource.query(`SELECT sum(cost)::float AS cost FROM usage_events WHERE key_id = $1`, [
+      key.id,
+    ]);
+    expect(cost).toBeGreaterThan(1);
+    expect(firedFor(rule.id)[0].json.alert!.message).toContain('past $1.00');
+    expect(await t.dataSource.query(`SELECT count(*)::int AS n FROM alerts WHERE rule_id = $1`, [rule.id])).toEqual([
+      { n: 1 },
+    ]);
+  });
+
+  it('raises a rotation_failed alert until a later rotation succeeds', async () => {
+    const key = await post('/api/admin/api-keys', { provider: 'openai', name: 'rotating', key: openai.generateKey() });
+    const rule = await post('/api/admin/alert-rules', {
+      name: 'rotations',
+      kind: 'rotation_failed',
+      severity: 'critical',
+      scopeType: 'key',
+      scopeId: key.id,
+      channelIds: [webhookId],
+    });
+    const rotation = (status: string, ageSeconds: number) =>
+      t.dataSource.query(
+        `INSERT INTO key_rotations (key_id, trigger, source, status, from_version, old_hint, error, created_at)
+         VALUES ($1, 'schedule', 'none', $2, 1, 'sk-…abcd', $3, now() - $4 * interval '1 second')`,
+        [key.id, status, status === 'failed' ? 'provider refused the new key' : null, ageSeconds],
+      );
+    await rotation('failed', 60);
+    await t.app.get(AlertEvaluator).sweep();
+    await t.app.get(AlertEvaluator).sweep();
+    await t.app.get(AlertDeliveryService).drain();
+    expect(await hook.waitFor(() => firedFor(rule.id).length === 1)).toBe(true);
+    expect(firedFor(rule.id)[0].json.alert!.message).toContain('provider refused the new key');
+    await rotation('completed', 0);
+    await t.app.get(AlertEvaluator).sweep();
+    const [alert] = await t.dataSource.query(`SELECT state, resolved_by FROM alerts WHERE rule_id = $1`, [rule.id]);
+    expect(alert).toEqual({ state: 'resolved', resolved_by: 'condition cleared' });
+  });
+
   describe('API', () => {
     it('refuses bad rules with problem+json naming the field', async () => {
       const missing = await request(t.http)

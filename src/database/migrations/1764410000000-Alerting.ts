@@ -127,10 +127,13 @@ export class Alerting1764410000000 implements MigrationInterface {
         reserved numeric(20, 6) NOT NULL DEFAULT 0,
         reset_at timestamptz
       )`);
+    // Error-rate rules count the last minutes of events across keys; token rules read by token.
+    await q.query(`CREATE INDEX IF NOT EXISTS usage_events_time_idx ON usage_events ("timestamp")`);
     await q.query(`CREATE INDEX IF NOT EXISTS usage_events_token_idx ON usage_events (access_token_id, "timestamp")`);
   }
 
   async down(q: QueryRunner): Promise<void> {
+    // The usage_events indexes and access_token_budgets stay: other features may rely on them.
     await q.query(`DROP TABLE alert_delivery_attempts`);
     await q.query(`DROP TABLE alert_deliveries`);
     await q.query(`DROP TABLE alerts`);
