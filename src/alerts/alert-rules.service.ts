@@ -81,7 +81,10 @@ export class AlertRulesService {
       severity: dto.severity ?? current.severity,
       enabled: dto.enabled ?? current.enabled,
       scopeType: dto.scopeType ?? current.scopeType,
-      scopeId: dto.scopeType === 'all' ? null : (dto.scopeId ?? (dto.scopeType ? null : current.scopeId)),
+      scopeId:
+        dto.scopeType === 'all'
+          ? null
+          : (dto.scopeId ?? (dto.scopeType && dto.scopeType !== current.scopeType ? null : current.scopeId)),
       params: { ...(kindChanged ? {} : current.params), ...pickParams(dto) },
       channelIds: dto.channelIds ?? current.channelIds,
     });
@@ -100,11 +103,22 @@ export class AlertRulesService {
         rule.channelIds,
       ],
     );
-    // A changed rule judges afresh: what it raised under its old settings no longer holds it back.
-    await this.dataSource.query(
-      `UPDATE alerts SET condition_active = false, cleared_at = now() WHERE rule_id = $1 AND condition_active`,
-      [id],
-    );
+    // A rule that now watches something else judges afresh: what it raised under its old
+    // settings is resolved and no longer holds it back. A new name, severity, channel list or
+    // an enable switch changes nothing about what already fired.
+    const watchesElse =
+      rule.kind !== current.kind ||
+      rule.scopeType !== current.scopeType ||
+      rule.scopeId !== current.scopeId ||
+      canonical(rule.params) !== canonical(current.params);
+    if (watchesElse) {
+      await this.dataSource.query(
+        `UPDATE alerts SET condition_active = false, cleared_at = now(), state = 'resolved',
+           resolved_at = coalesce(resolved_at, now()), resolved_by = coalesce(resolved_by, 'rule changed')
+         WHERE rule_id = $1 AND condition_active`,
+        [id],
+      );
+    }
     return this.get(id);
   }
 
@@ -150,6 +164,10 @@ export class AlertRulesService {
     return rows.length > 0;
   }
 }
+
+/** Settings as comparable text: jsonb keeps keys in its own order. */
+const canonical = (params: AlertRuleParams) =>
+  JSON.stringify(Object.entries(params).sort(([a], [b]) => a.localeCompare(b)));
 
 function pickParams(dto: UpdateAlertRuleDto): AlertRuleParams {
   const out: Record<string, unknown> = {};

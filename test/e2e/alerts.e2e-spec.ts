@@ -578,6 +578,37 @@ describe('Alerts: rules, evaluation, channels and history', () => {
       expect(t.logs.text).not.toContain('very-secret-slack-path');
     });
 
+    it('keeps what fired across a rename, and judges afresh when the settings change', async () => {
+      const key = await post('/api/admin/api-keys', {
+        provider: 'openai',
+        name: 'soon',
+        key: openai.generateKey(),
+        expiresAt: new Date(Date.now() + 3 * DAY).toISOString(),
+      });
+      const rule = await post('/api/admin/alert-rules', {
+        name: 'soon',
+        kind: 'expiring',
+        severity: 'info',
+        scopeType: 'key',
+        scopeId: key.id,
+        withinDays: 7,
+      });
+      const alerts = () =>
+        t.dataSource.query(`SELECT state, condition_active, resolved_by FROM alerts WHERE rule_id = $1`, [rule.id]);
+      await t.app.get(AlertEvaluator).sweep();
+      expect(await alerts()).toEqual([{ state: 'open', condition_active: true, resolved_by: null }]);
+      await request(t.http)
+        .patch(`/api/admin/alert-rules/${rule.id}`)
+        .set(auth())
+        .send({ name: 'renamed' })
+        .expect(200);
+      await t.app.get(AlertEvaluator).sweep();
+      expect(await alerts()).toEqual([{ state: 'open', condition_active: true, resolved_by: null }]);
+      await request(t.http).patch(`/api/admin/alert-rules/${rule.id}`).set(auth()).send({ withinDays: 1 }).expect(200);
+      await t.app.get(AlertEvaluator).sweep();
+      expect(await alerts()).toEqual([{ state: 'resolved', condition_active: false, resolved_by: 'rule changed' }]);
+    });
+
     it('filters the history, acknowledges and resolves', async () => {
       const open = await request(t.http).get('/api/admin/alerts?state=open&severity=warning').set(auth()).expect(200);
       expect(open.body.total).toBeGreaterThan(0);
