@@ -576,6 +576,13 @@ describe('Alerts: rules, evaluation, channels and history', () => {
         .send({ name: 'w', type: 'webhook', url: 'ftp://x' })
         .expect(400);
       expect(t.logs.text).not.toContain('very-secret-slack-path');
+      // Neither does the audit log, which records what each change asked for.
+      const audit = await t.dataSource.query(`SELECT row_to_json(a)::text AS row FROM audit_log a`);
+      const auditText = audit.map((r: { row: string }) => r.row).join('\n');
+      expect(auditText).toContain('alert-channel.create');
+      for (const secret of ['very-secret-slack-path', SIGNING_SECRET, 'smtp-password-not-shown']) {
+        expect(auditText).not.toContain(secret);
+      }
     });
 
     it('keeps what fired across a rename, and judges afresh when the settings change', async () => {
