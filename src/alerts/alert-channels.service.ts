@@ -25,6 +25,8 @@ export interface AlertChannelView {
   to?: string[];
   /** `whsec_…a1b2`, `https://hooks.slack.com/…`, `••••••`: enough to recognise, never to use. */
   secretHint: string | null;
+  /** The newest delivery's outcome, for the delivery log's summary. */
+  lastDelivery: { status: string; statusCode: number | null; at: Date } | null;
   createdAt: Date;
   updatedAt: Date;
 }
@@ -38,11 +40,17 @@ interface ChannelRow {
   config: ChannelConfig;
   secret_ciphertext: Buffer | null;
   secret_hint: string | null;
+  last_delivery?: { status: string; statusCode: number | null; at: string } | null;
   created_at: Date;
   updated_at: Date;
 }
 
 const aadFor = (id: string) => `alert_channel:${id}`;
+
+const SELECT_VIEW = `SELECT c.*, (
+    SELECT json_build_object('status', d.status, 'statusCode', d.last_status_code, 'at', coalesce(d.delivered_at, d.created_at))
+      FROM alert_deliveries d WHERE d.channel_id = c.id ORDER BY d.created_at DESC LIMIT 1) AS last_delivery
+  FROM alert_channels c`;
 
 function hintFor(type: ChannelType, secret: string): string {
   if (type === 'slack') {
@@ -64,12 +72,14 @@ export class AlertChannelsService {
   ) {}
 
   async list(): Promise<AlertChannelView[]> {
-    const rows: ChannelRow[] = await this.dataSource.query(`SELECT * FROM alert_channels ORDER BY created_at, id`);
+    const rows: ChannelRow[] = await this.dataSource.query(`${SELECT_VIEW} ORDER BY c.created_at, c.id`);
     return rows.map(toView);
   }
 
   async get(id: string): Promise<AlertChannelView> {
-    return toView(await this.row(id));
+    const [row]: ChannelRow[] = await this.dataSource.query(`${SELECT_VIEW} WHERE c.id = $1`, [id]);
+    if (!row) throw notFound('Alert channel', id);
+    return toView(row);
   }
 
   /** The channel with its secret opened, for one send. Never leaves the delivery code. */
@@ -199,6 +209,13 @@ function toView(row: ChannelRow): AlertChannelView {
     reports: row.reports,
     ...row.config,
     secretHint: row.secret_hint,
+    lastDelivery: row.last_delivery
+      ? {
+          status: row.last_delivery.status,
+          statusCode: row.last_delivery.statusCode,
+          at: new Date(row.last_delivery.at),
+        }
+      : null,
     createdAt: row.created_at,
     updatedAt: row.updated_at,
   };

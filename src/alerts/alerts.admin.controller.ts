@@ -200,16 +200,23 @@ export class AlertsAdminController {
     }
     res.locals.auditReason = 'invalid form';
     const extra = { ruleForm: body, ruleErrors: labelled(failure, RULE_LABELS) };
+    const checked = fields.channelIds as string[];
     if (isHtmx(req)) {
       return render(
         req,
         res,
         'alerts/index',
-        { ...(await this.configContext(req)), ...extra },
+        { ...(await this.configContext(req, checked)), ...extra },
         { partial: 'alerts/ruleform', status: 400 },
       );
     }
-    await this.renderPage(req, res, Object.assign(new ListAlertsQuery(), { page: 1, pageSize: 50 }), extra, 400);
+    await this.renderPage(
+      req,
+      res,
+      Object.assign(new ListAlertsQuery(), { page: 1, pageSize: 50 }),
+      { ...extra, checkedChannels: checked },
+      400,
+    );
   }
 
   @Post('rules/:id/toggle')
@@ -363,7 +370,10 @@ export class AlertsAdminController {
     status: number,
     partial?: string,
   ) {
-    const [{ alerts, total }, config] = await Promise.all([this.alerts.list(query), this.configContext(req)]);
+    const [{ alerts, total }, config] = await Promise.all([
+      this.alerts.list(query),
+      this.configContext(req, (extra.checkedChannels as string[] | undefined) ?? []),
+    ]);
     render(
       req,
       res,
@@ -382,13 +392,14 @@ export class AlertsAdminController {
     );
   }
 
-  private async configContext(req: Request) {
+  /** Rules, channels and the form's choices; `checkedChannels` are ticked again after an error. */
+  private async configContext(req: Request, checkedChannels: string[] = []) {
     const ability = req.ability as AppAbility;
     const [rules, channels] = await Promise.all([this.rules.list(), this.channels.list()]);
     const channelNames = new Map(channels.map((c) => [c.id, c.name]));
     return {
       rules: rules.map((r) => ruleRow(r, channelNames, req)),
-      channels: channels.map((c) => channelRow(c, req)),
+      channels: channels.map((c) => ({ ...channelRow(c, req), checked: checkedChannels.includes(c.id) })),
       channelNames,
       canManage: ability.can('create', 'Alert'),
       kinds: ALERT_KINDS.map((k) => ({
@@ -441,5 +452,8 @@ function channelRow(c: AlertChannelView, req: Request) {
   const ability = req.ability as AppAbility;
   const target =
     c.type === 'webhook' ? c.url : c.type === 'email' ? `${(c.to ?? []).join(', ')} via ${c.smtpHost}` : c.secretHint;
-  return { ...c, target, canManage: ability.can('update', 'Alert') };
+  const deliveryClass = { delivered: 'status-ok', pending: 'status-warn', failed: 'status-bad' }[
+    c.lastDelivery?.status ?? ''
+  ];
+  return { ...c, target, deliveryClass, canManage: ability.can('update', 'Alert') };
 }

@@ -1,5 +1,6 @@
 import request from 'supertest';
 import { AlertsService } from '../../src/alerts/alerts.service';
+import { startWebhookReceiver } from '../support/alert-receivers';
 import { apiToken, ConsoleSession, createUser, startTestApp, type TestApp } from '../support/test-app';
 
 /** The console's Alerts page over HTTP: with and without htmx, inline errors, row actions, roles. */
@@ -152,6 +153,47 @@ describe('Alerts console', () => {
     expect(bad.status).toBe(400);
     expect(bad.text).toContain('SMTP host is required for an email channel');
     expect(bad.text).not.toContain('typed-password-123');
+  });
+
+  it('sends a test from the channel row and shows how it went; a bad rule keeps its ticked channels', async () => {
+    const hook = await startWebhookReceiver();
+    try {
+      const created = await owner.post('/admin/alerts/channels', {
+        name: 'Receiver',
+        type: 'webhook',
+        url: `${hook.origin}/in`,
+        signingSecret: 'a-signing-secret-for-tests',
+      });
+      expect(created.status).toBe(201);
+      const { body } = await request(t.http).get('/api/admin/alert-channels').set('Authorization', `Bearer ${admin}`);
+      const channel = body.channels.find((c: { name: string }) => c.name === 'Receiver');
+      const row = await owner.htmx('post', `/admin/alerts/channels/${channel.id}/test`);
+      expect(row.status).toBe(200);
+      expect(row.text).toMatch(new RegExp(`^<tr id="channel-${channel.id}">`));
+      expect(row.text).toContain('Test delivered (204).');
+      expect(row.text).toMatch(/<span class="status status-ok">delivered<\/span> <code>204<\/code>/);
+      expect(hook.received).toHaveLength(1);
+      expect(hook.received[0].json.type).toBe('test');
+
+      hook.failNextRequests(1);
+      const failed = await owner.post(`/admin/alerts/channels/${channel.id}/test`);
+      expect(failed.status).toBe(303);
+      expect((await owner.page('/admin/alerts')).text).toContain(
+        'Test not delivered: answered 500; it will be retried.',
+      );
+
+      const bad = await owner.post('/admin/alerts/rules', {
+        name: 'Needs days',
+        kind: 'rotation_due',
+        severity: 'info',
+        channelIds: channel.id,
+      });
+      expect(bad.status).toBe(400);
+      expect(bad.text).toContain('Within (days) is required for a rotation_due rule');
+      expect(bad.text).toContain(`name="channelIds" value="${channel.id}" checked`);
+    } finally {
+      await hook.close();
+    }
   });
 
   it('lets an auditor read the page but offers no forms, and refuses their posts', async () => {
