@@ -15,10 +15,14 @@ import { AlertRulesService } from './alert-rules.service';
 import type { AlertKind, AlertRule, Evaluation } from './alert.types';
 import { AlertsService } from './alerts.service';
 
-/** Kinds that committed usage can change, checked as soon as a batch is written. */
-const USAGE_KINDS: AlertKind[] = ['usage_threshold', 'projected_overrun', 'cost_threshold', 'error_rate'];
+/**
+ * Kinds that committed usage can change, checked as soon as a batch is written. A projection
+ * moves slowly and costs a query per subject, so it waits for the sweep.
+ */
+const USAGE_KINDS: AlertKind[] = ['usage_threshold', 'cost_threshold', 'error_rate'];
 const ALL_KINDS: AlertKind[] = [
   ...USAGE_KINDS,
+  'projected_overrun',
   'key_invalid',
   'rotation_due',
   'rotation_failed',
@@ -81,9 +85,15 @@ export class AlertEvaluator implements OnApplicationBootstrap {
   @OnEvent(ALERT_RAISED)
   async onAlertRaised(event: AlertEvent): Promise<void> {
     if (event.kind !== 'key.invalid' || !event.keyId) return;
-    await this.run(['key_invalid', 'no_healthy_key'], { keyIds: [event.keyId] }, new Date()).catch((error: Error) =>
-      this.logger.error(`Checking key alerts failed: ${error.message}`),
-    );
+    try {
+      const rows: { provider: string }[] = await this.dataSource.query(`SELECT provider FROM api_keys WHERE id = $1`, [
+        event.keyId,
+      ]);
+      const subjects = { keyIds: [event.keyId], providers: rows.map((r) => r.provider) };
+      await this.run(['key_invalid', 'no_healthy_key'], subjects, new Date());
+    } catch (error) {
+      this.logger.error(`Checking key alerts failed: ${(error as Error).message}`);
+    }
   }
 
   private drainPending(): void {
@@ -107,6 +117,7 @@ export class AlertEvaluator implements OnApplicationBootstrap {
     const rules = await this.rules.enabledOfKinds(kinds);
     let fired = 0;
     for (const rule of rules) {
+      if (subjects && !touches(rule, subjects)) continue;
       try {
         fired += await this.apply(rule, await this.conditions.evaluate(rule, subjects, now));
       } catch (error) {
@@ -180,5 +191,19 @@ export class AlertEvaluator implements OnApplicationBootstrap {
       await this.delivery.enqueue(this.dataSource, rule.channelIds, 'resolved', message, { alertId: alert.id });
     }
     return changed + cleared.length;
+  }
+}
+
+/** Whether a batch's subjects are within what the rule watches. */
+function touches(rule: AlertRule, subjects: Subjects): boolean {
+  switch (rule.scopeType) {
+    case 'provider':
+      return subjects.providers?.includes(rule.scopeId!) ?? false;
+    case 'key':
+      return subjects.keyIds?.includes(rule.scopeId!) ?? false;
+    case 'token':
+      return subjects.tokenIds?.includes(rule.scopeId!) ?? false;
+    default:
+      return true;
   }
 }
