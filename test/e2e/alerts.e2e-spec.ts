@@ -481,6 +481,66 @@ describe('Alerts: rules, evaluation, channels and history', () => {
     expect(alert).toEqual({ state: 'resolved', resolved_by: 'condition cleared' });
   });
 
+  it('watches tokens too: a budget past its threshold, a token about to expire; and a rotation coming due', async () => {
+    const token = await post('/api/admin/access-tokens', {
+      name: 'nightly',
+      expiresAt: new Date(Date.now() + 2 * DAY).toISOString(),
+    });
+    await t.dataSource.query(
+      `INSERT INTO access_token_budgets (access_token_id, unit, period, "limit", used, reset_at)
+       VALUES ($1, 'usd', 'monthly', 50, 45, date_trunc('month', now()) + interval '1 month')`,
+      [token.id],
+    );
+    const key = await post('/api/admin/api-keys', { provider: 'openai', name: 'to rotate', key: openai.generateKey() });
+    await t.dataSource.query(`UPDATE api_keys SET next_rotation_at = now() + interval '2 days' WHERE id = $1`, [
+      key.id,
+    ]);
+    const rules = await Promise.all([
+      post('/api/admin/alert-rules', {
+        name: 'token budget',
+        kind: 'usage_threshold',
+        severity: 'warning',
+        scopeType: 'token',
+        scopeId: token.id,
+        thresholds: [50, 90, 100],
+      }),
+      post('/api/admin/alert-rules', {
+        name: 'token expiry',
+        kind: 'expiring',
+        severity: 'info',
+        scopeType: 'token',
+        scopeId: token.id,
+        withinDays: 3,
+      }),
+      post('/api/admin/alert-rules', {
+        name: 'rotation soon',
+        kind: 'rotation_due',
+        severity: 'info',
+        scopeType: 'key',
+        scopeId: key.id,
+        withinDays: 3,
+      }),
+    ]);
+    await t.app.get(AlertEvaluator).sweep();
+    await t.app.get(AlertEvaluator).sweep();
+    const raised = await t.dataSource.query(
+      `SELECT r.name, a.message, a.details FROM alerts a JOIN alert_rules r ON r.id = a.rule_id
+        WHERE a.rule_id = ANY($1) ORDER BY r.name, a.opened_at`,
+      [rules.map((r) => r.id)],
+    );
+    expect(
+      raised.map((a: { name: string; details: { threshold?: number } }) => [a.name, a.details.threshold ?? null]),
+    ).toEqual([
+      ['rotation soon', null],
+      ['token budget', 50],
+      ['token budget', 90],
+      ['token expiry', null],
+    ]);
+    expect(raised[1].message).toContain('access token nightly');
+    expect(raised[2].message).toContain('90 % of its monthly budget ($45.00 of $50.00)');
+    expect(raised[3].message).toMatch(/access token nightly .* expires on \d{4}-\d{2}-\d{2}, in 2 days/);
+  });
+
   describe('API', () => {
     it('refuses bad rules with problem+json naming the field', async () => {
       const missing = await request(t.http)
