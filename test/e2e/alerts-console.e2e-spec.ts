@@ -3,6 +3,8 @@ import { AlertsService } from '../../src/alerts/alerts.service';
 import { startWebhookReceiver } from '../support/alert-receivers';
 import { apiToken, ConsoleSession, createUser, startTestApp, type TestApp } from '../support/test-app';
 
+jest.setTimeout(30_000);
+
 /** The console's Alerts page over HTTP: with and without htmx, inline errors, row actions, roles. */
 describe('Alerts console', () => {
   let t: TestApp;

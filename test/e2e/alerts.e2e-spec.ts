@@ -266,7 +266,8 @@ describe('Alerts: rules, evaluation, channels and history', () => {
     const now = new Date();
     // 20 requests on each of the last three days; a lifetime budget of 100 with 60 used.
     for (let d = 0; d < 3; d++) {
-      const at = new Date(now.getTime() - d * DAY - 60_000);
+      // The first millisecond of each UTC day: in that day whatever the time of the run.
+      const at = new Date(Math.floor(now.getTime() / DAY) * DAY - d * DAY + 1);
       await t.dataSource.query(
         `INSERT INTO usage_events ("timestamp", provider, access_token_id, endpoint, model, success, total_tokens)
          SELECT $1, 'openai', $2, '/chat/completions', 'gpt-5', true, 10 FROM generate_series(1, 20)`,
