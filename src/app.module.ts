@@ -19,6 +19,7 @@ import { DatabaseModule } from './database/database.module';
 import { LifecycleModule } from './lifecycle/lifecycle.module';
 import { HealthController } from './health/health.controller';
 import { AlertsModule } from './alerts/alerts.module';
+import { AlertingModule } from './alerts/alerting.module';
 import { GatewayModule } from './gateway/gateway.module';
 import { KeysModule } from './keys/keys.module';
 import { LimitsModule } from './limits/limits.module';
@@ -69,6 +70,7 @@ export class AppModule {
         RotationModule,
         AccessTokensModule,
         GatewayModule,
+        AlertingModule,
       ],
       controllers: [HealthController],
       providers: [

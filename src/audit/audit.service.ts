@@ -7,8 +7,8 @@ import { chainHash, ChainBreak, findBreak, GENESIS_HASH } from './audit-chain';
 import { AuditEntry } from './audit-entry.entity';
 import type { AuditContext, AuditRecord } from './audit.types';
 
-/** Field names whose values must never reach the audit log. */
-const SECRET_FIELD = /(pass(word)?|secret|token|authorization|cookie|key$|plaintext|credential)/i;
+/** Field names whose values must never reach the audit log (a Slack webhook URL is its own credential). */
+const SECRET_FIELD = /(pass(word)?|secret|token|authorization|cookie|key$|plaintext|credential|slackurl)/i;
 
 function scrub(value: unknown, depth = 0): unknown {
   if (depth > 5 || value === null || typeof value !== 'object') return value;

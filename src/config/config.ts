@@ -295,6 +295,34 @@ export class Environment {
   @Min(5, { message: 'must be a whole number of milliseconds from 5 to 5000' })
   @Max(5000, { message: 'must be a whole number of milliseconds from 5 to 5000' })
   KEYWARD_REDIS_TIMEOUT_MS?: number;
+  // ---- alerts ----
+  @IsOptional()
+  @Transform(toInt)
+  @IsInt({ message: 'must be a whole number of seconds from 1 to 3600' })
+  @Min(1, { message: 'must be a whole number of seconds from 1 to 3600' })
+  @Max(3600, { message: 'must be a whole number of seconds from 1 to 3600' })
+  KEYWARD_ALERT_SWEEP_SECONDS?: number;
+
+  @IsOptional()
+  @Transform(toInt)
+  @IsInt({ message: 'must be a whole number of milliseconds from 100 to 60000' })
+  @Min(100, { message: 'must be a whole number of milliseconds from 100 to 60000' })
+  @Max(60000, { message: 'must be a whole number of milliseconds from 100 to 60000' })
+  KEYWARD_ALERT_DELIVERY_POLL_MS?: number;
+
+  @IsOptional()
+  @Transform(toInt)
+  @IsInt({ message: 'must be a whole number of milliseconds from 10 to 3600000' })
+  @Min(10, { message: 'must be a whole number of milliseconds from 10 to 3600000' })
+  @Max(3600000, { message: 'must be a whole number of milliseconds from 10 to 3600000' })
+  KEYWARD_ALERT_RETRY_BASE_MS?: number;
+
+  @IsOptional()
+  @Transform(toInt)
+  @IsInt({ message: 'must be a whole number from 1 to 20' })
+  @Min(1, { message: 'must be a whole number from 1 to 20' })
+  @Max(20, { message: 'must be a whole number from 1 to 20' })
+  KEYWARD_ALERT_MAX_ATTEMPTS?: number;
 }
 
 export interface KeywardConfig {
@@ -362,6 +390,15 @@ export interface KeywardConfig {
     usageBufferMax: number;
     /** A Redis command slower than this counts as a failure of the rate-limit circuit. */
     redisTimeoutMs: number;
+  };
+  alerts: {
+    /** How often every rule is checked (time-based kinds; usage kinds also after each batch). */
+    sweepSeconds: number;
+    /** How often each instance looks for deliveries that are due. */
+    deliveryPollMs: number;
+    /** Pause before the second attempt; each further one waits four times longer. */
+    retryBaseMs: number;
+    maxAttempts: number;
   };
 }
 
@@ -464,6 +501,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): KeywardConfig 
       outageServeWindowMs: raw.KEYWARD_OUTAGE_SERVE_WINDOW_MS ?? 15 * 60_000,
       usageBufferMax: raw.KEYWARD_USAGE_BUFFER_MAX ?? 100_000,
       redisTimeoutMs: raw.KEYWARD_REDIS_TIMEOUT_MS ?? 100,
+    },
+    alerts: {
+      sweepSeconds: raw.KEYWARD_ALERT_SWEEP_SECONDS ?? 60,
+      deliveryPollMs: raw.KEYWARD_ALERT_DELIVERY_POLL_MS ?? 1000,
+      retryBaseMs: raw.KEYWARD_ALERT_RETRY_BASE_MS ?? 5000,
+      maxAttempts: raw.KEYWARD_ALERT_MAX_ATTEMPTS ?? 6,
     },
   };
 }

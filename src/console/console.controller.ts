@@ -33,17 +33,6 @@ export class ConsoleController {
     });
   }
 
-  @Get('alerts')
-  @CheckPolicies((ability) => ability.can('read', 'Alert'))
-  alerts(@Req() req: Request, @Res() res: Response) {
-    render(req, res, 'console/section', {
-      title: 'Alerts',
-      nav: 'alerts',
-      intro: 'Alerts on high usage, cost limits, error spikes and expiring keys.',
-      pending: 'Alert rules and their history arrive with usage monitoring.',
-    });
-  }
-
   @Get('security')
   @CheckPolicies((ability) => ability.can('read', 'Dashboard'))
   security(@Req() req: Request, @Res() res: Response) {

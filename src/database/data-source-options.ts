@@ -13,6 +13,7 @@ import { AccessToken } from '../access-tokens/access-token.entity';
 import { Gateway1764338400000 } from './migrations/1764338400000-Gateway';
 import { LimitsAndBudgets1764400000001 } from './migrations/1764400000001-LimitsAndBudgets';
 import { UsageRecordIds1764460000000 } from './migrations/1764460000000-UsageRecordIds';
+import { Alerting1764410000000 } from './migrations/1764410000000-Alerting';
 
 /**
  * Entities and migrations are listed, not globbed: the list is checked by the compiler and
@@ -26,6 +27,7 @@ export const MIGRATIONS = [
   Gateway1764338400000,
   LimitsAndBudgets1764400000001,
   UsageRecordIds1764460000000,
+  Alerting1764410000000,
 ];
 
 export function dataSourceOptions(url: string): DataSourceOptions {

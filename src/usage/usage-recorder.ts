@@ -96,6 +96,7 @@ export class UsageRecorder implements OnModuleInit, BeforeApplicationShutdown {
   private journal: UsageJournal<UsageRecord> | undefined;
   /** Records only the journal holds (the memory buffer was full). */
   private spilledCount = 0;
+  private readonly committedListeners: ((records: readonly UsageRecord[]) => void)[] = [];
 
   constructor(
     @InjectDataSource() private readonly dataSource: DataSource,
@@ -139,6 +140,11 @@ export class UsageRecorder implements OnModuleInit, BeforeApplicationShutdown {
   /** Called after each committed batch with what it added to each key's counter. */
   onFlushed(listener: (written: Map<string, PendingUsage>) => void): void {
     this.flushedListeners.push(listener);
+  }
+
+  /** Called after each committed batch with its records (alert rules look at what they touched). */
+  onCommitted(listener: (records: readonly UsageRecord[]) => void): void {
+    this.committedListeners.push(listener);
   }
 
   /** Usage of a key recorded on this instance but not yet in its row. */
@@ -281,6 +287,11 @@ export class UsageRecorder implements OnModuleInit, BeforeApplicationShutdown {
       }
       // Synchronously with the pending decrement above, so no usage is ever counted in neither.
       for (const listener of this.flushedListeners) listener(written);
+      if (this.committedListeners.length > 0) {
+        // Only records this batch wrote for the first time (a replayed journal may repeat some).
+        const fresh = batch.filter((q) => inserted.has(q.id)).map((q) => q.record);
+        for (const listener of this.committedListeners) listener(fresh);
+      }
     }
   }
 
