@@ -20,6 +20,7 @@ import { AlertsModule } from './alerts/alerts.module';
 import { GatewayModule } from './gateway/gateway.module';
 import { KeysModule } from './keys/keys.module';
 import { UsageModule } from './usage/usage.module';
+import { ReportsModule } from './reports/reports.module';
 import { PluginSystemModule } from './plugin-system/plugin-system.module';
 import { RotationModule } from './rotation/rotation.module';
 import { RUNTIME_INFO, type KeywardRuntime } from './runtime';
@@ -59,6 +60,7 @@ export class AppModule {
         ConsoleModule,
         AlertsModule,
         UsageModule,
+        ReportsModule,
         KeysModule,
         RotationModule,
         AccessTokensModule,

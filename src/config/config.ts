@@ -200,6 +200,19 @@ export class Environment {
   @Min(10, { message: 'must be a whole number of milliseconds from 10 to 5000' })
   @Max(5000, { message: 'must be a whole number of milliseconds from 10 to 5000' })
   KEYWARD_USAGE_FLUSH_MS?: number;
+
+  // ---- reports ----
+  @IsOptional()
+  @Transform(toBool)
+  @IsBoolean({ message: 'must be true or false' })
+  KEYWARD_REPORTS?: boolean;
+
+  @IsOptional()
+  @Transform(toInt)
+  @IsInt({ message: 'must be a whole number of minutes from 0 to 720' })
+  @Min(0, { message: 'must be a whole number of minutes from 0 to 720' })
+  @Max(720, { message: 'must be a whole number of minutes from 0 to 720' })
+  KEYWARD_REPORT_DELAY_MINUTES?: number;
 }
 
 export interface KeywardConfig {
@@ -235,6 +248,8 @@ export interface KeywardConfig {
   };
   /** Usage events are written in batches this often (and sooner when many are waiting). */
   usageFlushMs: number;
+  /** Scheduled daily and monthly usage reports; `delayMinutes` after the period ends. */
+  reports: { enabled: boolean; delayMinutes: number };
 }
 
 export class ConfigError extends Error {
@@ -308,5 +323,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): KeywardConfig 
       failover: raw.KEYWARD_FEATURE_FAILOVER ?? true,
     },
     usageFlushMs: raw.KEYWARD_USAGE_FLUSH_MS ?? 200,
+    reports: { enabled: raw.KEYWARD_REPORTS ?? true, delayMinutes: raw.KEYWARD_REPORT_DELAY_MINUTES ?? 10 },
   };
 }
