@@ -238,6 +238,18 @@ export class UsageAdminController {
           current: formatUsd(usage.costs.current),
           projected: formatUsd(usage.costs.projected),
           window: windowText(usage.costs.period),
+          // The same window as the limit's count: its period, or the calendar month without one.
+          periodLabel:
+            PERIOD_LABELS[
+              limit !== null && usage.usage.period && usage.usage.period !== 'never' ? usage.usage.period : 'month'
+            ],
+          // A USD limit counts cost too: where the two differ, the count was restarted in this period.
+          counterDiffers:
+            usage.usage.unit === 'usd' &&
+            limit !== null &&
+            Math.abs(usage.usage.current - usage.costs.current) >= 0.000001 &&
+            usage.usage.period !== 'never',
+          counter: formatUsd(usage.usage.current),
           formula: usage.costs.formula,
         },
         chart: usageChartSvg(usage.history.daily, {
