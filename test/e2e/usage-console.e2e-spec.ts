@@ -269,4 +269,28 @@ describe('Usage by access token, trends, CSV and the dashboard', () => {
     const login = await request(t.http).get('/login');
     expect(login.headers['cache-control']).toBe('no-store');
   });
+
+  it("the gateway's own 503 (no key for the provider) shows in the report and its error rate", async () => {
+    const created = await request(t.http).post('/api/admin/access-tokens').set(auth()).send({ name: 'groq-app' });
+    const res = await request(t.http)
+      .post('/proxy/groq/openai/v1/chat/completions')
+      .set('Authorization', `Bearer ${created.body.token}`)
+      .send({ model: 'llama-3.1-8b-instant', messages: [{ role: 'user', content: 'hi' }] });
+    expect(res.status).toBe(503);
+    await t.app.get(UsageRecorder).flush();
+    const report = await request(t.http)
+      .get(`/api/admin/usage?groupBy=token&provider=groq&from=${iso(today)}&to=${iso(today)}`)
+      .set(auth())
+      .expect(200);
+    expect(report.body.rows).toEqual([
+      expect.objectContaining({ accessTokenId: created.body.id, requests: 1, errors: 1, refusals: 1, errorRate: 1 }),
+    ]);
+    const monthly = await request(t.http)
+      .post('/api/admin/reports')
+      .set(auth())
+      .send({ from: iso(today), to: iso(today) })
+      .expect(201);
+    // Today's: the seeded refusal of web-app and this one.
+    expect(monthly.body.data.errors).toContainEqual({ errorType: 'no_key', keyless: true, requests: 2 });
+  });
 });
