@@ -154,23 +154,23 @@ export class DashboardService {
   }
 
   /**
-   * Alerts nobody has dealt with. The alerts module may add `resolved_at` to the table; the
-   * count honours it when it is there.
+   * Alerts nobody has dealt with. The alerting module keeps them in `alerts` (state `open`); a
+   * database without it has only the older `alert_events`, where open means not acknowledged.
    */
   private async openAlerts(): Promise<number | null> {
-    const columns = await this.dataSource.query<{ column_name: string }[]>(
-      `SELECT column_name FROM information_schema.columns
-        WHERE table_schema = current_schema() AND table_name = 'alert_events'`,
+    const columns = await this.dataSource.query<{ table_name: string; column_name: string }[]>(
+      `SELECT table_name, column_name FROM information_schema.columns
+        WHERE table_schema = current_schema() AND table_name IN ('alerts', 'alert_events')`,
     );
-    if (columns.length === 0) return null;
-    const names = new Set(columns.map((c) => c.column_name));
-    const open = [
-      names.has('acknowledged_at') ? 'acknowledged_at IS NULL' : null,
-      names.has('resolved_at') ? 'resolved_at IS NULL' : null,
-    ].filter(Boolean);
-    const [row] = await this.dataSource.query<{ n: number }[]>(
-      `SELECT count(*)::int AS n FROM alert_events ${open.length > 0 ? `WHERE ${open.join(' AND ')}` : ''}`,
-    );
+    const has = (table: string, column: string) =>
+      columns.some((c) => c.table_name === table && c.column_name === column);
+    let sql: string | null = null;
+    if (has('alerts', 'state')) sql = `SELECT count(*)::int AS n FROM alerts WHERE state = 'open'`;
+    else if (has('alert_events', 'acknowledged_at')) {
+      sql = `SELECT count(*)::int AS n FROM alert_events WHERE acknowledged_at IS NULL`;
+    }
+    if (!sql) return null;
+    const [row] = await this.dataSource.query<{ n: number }[]>(sql);
     return row.n;
   }
 }
