@@ -2,6 +2,9 @@ import request from 'supertest';
 import { startFakeProvider, type OpenAiFakeProvider } from '../fake-providers';
 import { apiToken, ConsoleSession, startTestApp, type TestApp } from '../support/test-app';
 
+// Starting the app (and a browser) takes a while on a loaded machine; Jest's default is 5 s.
+jest.setTimeout(60_000);
+
 /** What a new admin found wrong in the console, each fixed and held here. */
 describe('Console defects found by a new admin', () => {
   let t: TestApp;

@@ -7,6 +7,9 @@ import { UsageRecorder, type UsageRecord } from '../../src/usage/usage-recorder'
 import { startFakeProvider, type OpenAiFakeProvider } from '../fake-providers';
 import { apiToken, OWNER, startTestApp, type TestApp } from '../support/test-app';
 
+// Starting the app (and a browser) takes a while on a loaded machine; Jest's default is 5 s.
+jest.setTimeout(60_000);
+
 /**
  * The dashboard, the usage page, a report and an access token's page in a real browser at a
  * desktop width (1280 px) and a phone's (390 px): nothing wider than the window, the key figures

@@ -3,6 +3,9 @@ import { UsageRecorder, type UsageRecord } from '../../src/usage/usage-recorder'
 import { startFakeProvider, type OpenAiFakeProvider } from '../fake-providers';
 import { apiToken, ConsoleSession, startTestApp, type TestApp } from '../support/test-app';
 
+// Starting the app (and a browser) takes a while on a loaded machine; Jest's default is 5 s.
+jest.setTimeout(60_000);
+
 const DAY = 24 * 3_600_000;
 
 /**
