@@ -18,6 +18,11 @@ export default tseslint.config(
     },
   },
   {
+    // The console's own scripts run in the browser, as plain scripts.
+    files: ['public/js/**/*.js'],
+    languageOptions: { globals: { ...globals.browser }, sourceType: 'script' },
+  },
+  {
     files: ['**/*.cjs'],
     rules: { '@typescript-eslint/no-require-imports': 'off' },
   },

@@ -24,6 +24,7 @@ import { GatewayModule } from './gateway/gateway.module';
 import { KeysModule } from './keys/keys.module';
 import { LimitsModule } from './limits/limits.module';
 import { UsageModule } from './usage/usage.module';
+import { ReportsModule } from './reports/reports.module';
 import { PluginSystemModule } from './plugin-system/plugin-system.module';
 import { RotationModule } from './rotation/rotation.module';
 import { RUNTIME_INFO, type KeywardRuntime } from './runtime';
@@ -66,6 +67,7 @@ export class AppModule {
         AlertsModule,
         UsageModule,
         LimitsModule,
+        ReportsModule,
         KeysModule,
         RotationModule,
         AccessTokensModule,

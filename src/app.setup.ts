@@ -74,6 +74,13 @@ export async function configureApp(app: NestExpressApplication, runtime: Keyward
     }),
   );
 
+  // Console pages show keys, tokens and spend: no browser or proxy may keep a copy, and Back after
+  // sign-out must not show them again.
+  app.use(['/admin', '/login', '/setup', '/logout'], (_req: Request, res: Response, next: NextFunction) => {
+    res.setHeader('Cache-Control', 'no-store');
+    next();
+  });
+
   app.useStaticAssets(path.join(root, 'public'), { prefix: '/assets/', maxAge: '1h', index: false });
   // htmx is served from the installed package: no CDN, and its version is the lock file's.
   const htmx = path.dirname(require.resolve('htmx.org/dist/htmx.min.js'));

@@ -1,4 +1,6 @@
-import { Body, Controller, Get, Param, Post, Query, Req, Res } from '@nestjs/common';
+import { Body, Controller, Get, Inject, Param, Post, Query, Req, Res } from '@nestjs/common';
+import { KEYWARD_CONFIG } from '../config/config.constants';
+import type { KeywardConfig } from '../config/config';
 import type { Request, Response } from 'express';
 import type { AppAbility } from '../auth/abilities';
 import { CheckPolicies } from '../auth/decorators';
@@ -124,6 +126,7 @@ export class AccessTokensAdminController {
   constructor(
     private readonly tokens: AccessTokensService,
     private readonly registry: ProviderRegistry,
+    @Inject(KEYWARD_CONFIG) private readonly config: KeywardConfig,
   ) {}
 
   @Get()
@@ -186,7 +189,12 @@ export class AccessTokensAdminController {
       // directly rather than through a redirect, so the token never sits in the session store.
       res.setHeader('Cache-Control', 'no-store');
       if (isHtmx(req)) res.setHeader('HX-Trigger', 'tokens-changed');
-      return this.renderForm(req, res, { created: { name: accessToken.name, token } }, 201);
+      return this.renderForm(
+        req,
+        res,
+        { created: { name: accessToken.name, token, publicUrl: this.config.publicUrl } },
+        201,
+      );
     } catch (error) {
       if (error instanceof ValidationProblem) {
         res.locals.auditReason = error.problem.detail;

@@ -1,3 +1,4 @@
+import { labelMessage } from './field-labels';
 import { HttpException, HttpStatus } from '@nestjs/common';
 
 /** One invalid input field; messages say what is allowed, never echo the value. */
@@ -67,9 +68,12 @@ export class ValidationProblem extends ProblemException {
     return this.problem.errors ?? [];
   }
 
-  /** The messages for one field, for inline display in a console form. */
+  /**
+   * The messages for one field, for inline display in a console form: worded with the field's
+   * label (`Expires must be …`), not its API name (`expiresAt must be …`).
+   */
   static byField(errors: FieldError[]): Record<string, string> {
-    return Object.fromEntries(errors.map((e) => [e.field, e.messages.join(' ')]));
+    return Object.fromEntries(errors.map((e) => [e.field, e.messages.map((m) => labelMessage(e.field, m)).join(' ')]));
   }
 }
 

@@ -1,5 +1,5 @@
 import { applyDecorators } from '@nestjs/common';
-import { Type } from 'class-transformer';
+import { Transform, Type } from 'class-transformer';
 import { IsInt, Max, Min } from 'class-validator';
 
 /**
@@ -15,3 +15,10 @@ export function IsWholeNumber(field: string, min: number, max: number, note = ''
     Max(max, { message }),
   );
 }
+
+/**
+ * Trims a pasted secret: a key copied from a provider's page often carries a space or a line
+ * break at either end, which is never part of the key and would fail its format check.
+ */
+export const TrimSecret = (): PropertyDecorator =>
+  Transform(({ value }: { value: unknown }) => (typeof value === 'string' ? value.trim() : value));

@@ -323,6 +323,18 @@ export class Environment {
   @Min(1, { message: 'must be a whole number from 1 to 20' })
   @Max(20, { message: 'must be a whole number from 1 to 20' })
   KEYWARD_ALERT_MAX_ATTEMPTS?: number;
+  // ---- reports ----
+  @IsOptional()
+  @Transform(toBool)
+  @IsBoolean({ message: 'must be true or false' })
+  KEYWARD_REPORTS?: boolean;
+
+  @IsOptional()
+  @Transform(toInt)
+  @IsInt({ message: 'must be a whole number of minutes from 0 to 720' })
+  @Min(0, { message: 'must be a whole number of minutes from 0 to 720' })
+  @Max(720, { message: 'must be a whole number of minutes from 0 to 720' })
+  KEYWARD_REPORT_DELAY_MINUTES?: number;
 }
 
 export interface KeywardConfig {
@@ -400,6 +412,8 @@ export interface KeywardConfig {
     retryBaseMs: number;
     maxAttempts: number;
   };
+  /** Scheduled daily and monthly usage reports; `delayMinutes` after the period ends. */
+  reports: { enabled: boolean; delayMinutes: number };
 }
 
 export class ConfigError extends Error {
@@ -508,5 +522,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): KeywardConfig 
       retryBaseMs: raw.KEYWARD_ALERT_RETRY_BASE_MS ?? 5000,
       maxAttempts: raw.KEYWARD_ALERT_MAX_ATTEMPTS ?? 6,
     },
+    reports: { enabled: raw.KEYWARD_REPORTS ?? true, delayMinutes: raw.KEYWARD_REPORT_DELAY_MINUTES ?? 10 },
   };
 }

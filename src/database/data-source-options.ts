@@ -14,6 +14,7 @@ import { Gateway1764338400000 } from './migrations/1764338400000-Gateway';
 import { LimitsAndBudgets1764400000001 } from './migrations/1764400000001-LimitsAndBudgets';
 import { UsageRecordIds1764460000000 } from './migrations/1764460000000-UsageRecordIds';
 import { Alerting1764410000000 } from './migrations/1764410000000-Alerting';
+import { Reports1764420000001 } from './migrations/1764420000001-Reports';
 
 /**
  * Entities and migrations are listed, not globbed: the list is checked by the compiler and
@@ -28,6 +29,7 @@ export const MIGRATIONS = [
   LimitsAndBudgets1764400000001,
   UsageRecordIds1764460000000,
   Alerting1764410000000,
+  Reports1764420000001,
 ];
 
 export function dataSourceOptions(url: string): DataSourceOptions {

@@ -1,5 +1,6 @@
 import { describeSchedule } from '../rotation/rotation-schedule';
 import type { ApiKey } from './api-key.entity';
+import { nextResetAt } from './usage-period';
 
 export type KeyStatus = 'active' | 'revoked' | 'expired' | 'expiring' | 'over_limit';
 
@@ -10,10 +11,21 @@ export interface KeyViewOptions {
   canProvision: boolean;
 }
 
+/**
+ * The limit's count now: a period that has ended counts from zero even before the reset job or
+ * the next write restarts it, so the key page and the usage report name the same figure.
+ */
+export function currentUsage(key: ApiKey, now: Date): { current: number; resetAt: Date | null } {
+  if (key.resetAt && key.resetAt.getTime() <= now.getTime() && key.usagePeriod && key.usagePeriod !== 'never') {
+    return { current: 0, resetAt: nextResetAt(key.usagePeriod, now) };
+  }
+  return { current: key.usageCurrent, resetAt: key.resetAt };
+}
+
 export function statusOf(key: ApiKey, now: Date, expiryWarningDays: number): KeyStatus {
   if (key.revokedAt || !key.active) return 'revoked';
   if (key.expiresAt && key.expiresAt <= now) return 'expired';
-  if (key.usageLimit !== null && key.usageCurrent >= key.usageLimit) return 'over_limit';
+  if (key.usageLimit !== null && currentUsage(key, now).current >= key.usageLimit) return 'over_limit';
   if (key.expiresAt && key.expiresAt.getTime() - now.getTime() <= expiryWarningDays * 86_400_000) return 'expiring';
   return 'active';
 }
@@ -51,11 +63,10 @@ export function toApiKeyView(key: ApiKey, options: KeyViewOptions) {
     priority: key.priority,
     weight: key.weight,
     usage: {
-      current: key.usageCurrent,
+      ...currentUsage(key, now),
       limit: key.usageLimit,
       unit: key.usageUnit ?? undefined,
       period: key.usagePeriod ?? undefined,
-      resetAt: key.resetAt,
     },
     validation: key.lastVerification ?? undefined,
     health: {

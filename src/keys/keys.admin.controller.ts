@@ -6,6 +6,7 @@ import { Audit } from '../audit/audit.decorator';
 import { isHtmx, redirect } from '../common/http';
 import { pager } from '../common/pagination';
 import { type FieldError, type ProblemDetails, ProblemException, ValidationProblem } from '../common/problem';
+import { fieldLabel, labelMessage } from '../common/field-labels';
 import { validateForm } from '../common/validation';
 import { flash, render } from '../common/views';
 import { ProviderRegistry } from '../plugin-system/provider-registry';
@@ -31,6 +32,11 @@ const STATUS_LABELS: Record<KeyStatus, [label: string, cssClass: string]> = {
 
 /** A provider's answer that says nothing about the key itself (it could not be checked). */
 const NOT_CHECKED = new Set(['rate_limited', 'provider_error', 'timeout']);
+const NOT_CHECKED_WHY: Record<string, string> = {
+  rate_limited: 'it was rate limiting',
+  provider_error: 'it answered with an error of its own',
+  timeout: 'it did not answer in time',
+};
 
 const SORT_LABELS: Record<(typeof KEY_SORTS)[number], string> = {
   name: 'name',
@@ -108,9 +114,19 @@ export function verdictOf(v: StoredVerification | undefined) {
       ? ['not checked', 'status-warn']
       : ['invalid', 'status-bad'];
   const limits = v.details?.limits;
+  // A check that never reached a verdict must not read as the provider's verdict.
+  const summary =
+    label === 'valid'
+      ? v.errorType === 'rate_limited'
+        ? 'The provider accepted the key; it is rate limiting it right now.'
+        : 'The provider accepted the key.'
+      : label === 'invalid'
+        ? 'The provider refused the key.'
+        : `The key could not be checked: ${NOT_CHECKED_WHY[v.errorType ?? ''] ?? 'the provider did not answer'}. Its state is unknown; try again later.`;
   return {
     valid: v.valid,
     label,
+    summary,
     cssClass,
     errorType: v.errorType,
     reason: v.reason,
@@ -131,7 +147,9 @@ function createFormErrors(errors: FieldError[]) {
   });
   return {
     errors: ValidationProblem.byField(mapped.filter((e) => CREATE_FIELDS.has(e.field))),
-    otherErrors: mapped.filter((e) => !CREATE_FIELDS.has(e.field)).map((e) => `${e.field}: ${e.messages.join(' ')}`),
+    otherErrors: mapped
+      .filter((e) => !CREATE_FIELDS.has(e.field))
+      .map((e) => `${fieldLabel(e.field)}: ${e.messages.map((m) => labelMessage(e.field, m)).join(' ')}`),
   };
 }
 

@@ -56,16 +56,21 @@ export class ProvidersAdminController {
     @Body() body: Record<string, unknown>,
   ) {
     this.registry.require(id);
-    const cleaned = { ...body, cachedInput: body.cachedInput === '' ? undefined : body.cachedInput };
-    const { dto, errors } = await validateForm(PriceDto, cleaned);
+    const { dto, errors } = await validateForm(PriceDto, body);
     if (errors.length > 0) {
       res.locals.auditReason = 'invalid price';
       if (isHtmx(req)) {
+        // The row as it is stored (nothing was saved: it keeps its source), with what was typed.
+        const model = typeof body.model === 'string' ? body.model : '';
+        const stored = (await this.pricing.rows(id)).find((r) => r.model === model);
         const row = {
-          ...body,
+          ...(stored ?? { model, source: 'plugin', listed: false }),
+          input: body.input,
+          output: body.output,
+          cachedInput: body.cachedInput,
           providerId: id,
           canEdit: true,
-          source: 'override',
+          failed: true,
           errors: ValidationProblem.byField(errors),
         };
         return render(req, res, 'providers/show', { row }, { partial: 'providers/price', status: 400 });

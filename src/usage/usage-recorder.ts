@@ -54,8 +54,6 @@ export const NEXT_RESET_SQL = `CASE k.usage_period
   ELSE NULL END`;
 
 const MAX_BATCH = 1000;
-const hourOf = (d: Date) => new Date(Math.floor(d.getTime() / 3_600_000) * 3_600_000);
-const dayOf = (d: Date) => new Date(Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), d.getUTCDate()));
 
 /** A record counts as a request against a limit when the provider did the work. */
 export const countsAsRequest = (r: Pick<UsageRecord, 'success'>) => (r.success ? 1 : 0);
@@ -334,11 +332,9 @@ export class UsageRecorder implements OnModuleInit, BeforeApplicationShutdown {
     // Only what is new goes into the counters and rollups.
     const batch = inserted.size === all.length ? all : all.filter((_, i) => inserted.has(ids[i]));
 
+    await this.writeRollups(manager, batch);
+
     const perKey = new Map<string, PendingUsage & { lastUsed: Date }>();
-    const rollups = new Map<
-      string,
-      { bucket: string; start: Date; keyId: string; provider: string; model: string; rows: UsageRecord[] }
-    >();
     for (const r of batch) {
       if (!r.keyId) continue;
       const k = perKey.get(r.keyId) ?? { tokens: 0, requests: 0, usd: 0, lastUsed: r.timestamp };
@@ -349,22 +345,6 @@ export class UsageRecorder implements OnModuleInit, BeforeApplicationShutdown {
       }
       if (r.timestamp > k.lastUsed) k.lastUsed = r.timestamp;
       perKey.set(r.keyId, k);
-      for (const [bucket, start] of [
-        ['hour', hourOf(r.timestamp)],
-        ['day', dayOf(r.timestamp)],
-      ] as const) {
-        const id = `${bucket}|${r.keyId}|${r.model ?? ''}|${start.getTime()}`;
-        const group = rollups.get(id) ?? {
-          bucket,
-          start,
-          keyId: r.keyId,
-          provider: r.provider,
-          model: r.model ?? '',
-          rows: [],
-        };
-        group.rows.push(r);
-        rollups.set(id, group);
-      }
     }
     if (perKey.size === 0) return inserted;
 
@@ -388,38 +368,57 @@ export class UsageRecorder implements OnModuleInit, BeforeApplicationShutdown {
         keys.map(([, k]) => k.lastUsed),
       ],
     );
+    return inserted;
+  }
 
-    const groups = [...rollups.values()];
-    const sum = (rows: UsageRecord[], f: (r: UsageRecord) => number) => rows.reduce((a, r) => a + f(r), 0);
+  /**
+   * Adds the batch to the hourly and daily rollups, one row per key, access token, model, source
+   * and error type. Records without a key (Keyward's own 503 and 429 answers) are rolled up too,
+   * so reports and error rates show them. Grouped in SQL from the same values as the events, so
+   * each cost is rounded to numeric(18, 8) exactly as its event is and the sums agree to the unit.
+   */
+  private async writeRollups(manager: EntityManager, batch: UsageRecord[]): Promise<void> {
+    const col = <K extends keyof UsageRecord>(k: K) => batch.map((r) => r[k]);
     await manager.query(
-      `INSERT INTO usage_rollups AS u (bucket, period_start, key_id, provider, model, requests, errors, input_tokens,
-         output_tokens, total_tokens, cost, latency_ms_sum)
-       SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::uuid[], $4::text[], $5::text[], $6::bigint[],
-         $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], $11::numeric[], $12::bigint[])
-       ON CONFLICT (bucket, key_id, model, period_start) DO UPDATE SET
+      `INSERT INTO usage_rollups AS u (bucket, period_start, key_id, access_token_id, provider, model, source,
+         error_type, requests, errors, input_tokens, output_tokens, total_tokens, cost, latency_ms_sum, unpriced_requests)
+       SELECT b.bucket, date_trunc(b.bucket, e.ts AT TIME ZONE 'UTC') AT TIME ZONE 'UTC', e.key_id, e.token_id,
+              e.provider, coalesce(e.model, ''), e.source,
+              CASE WHEN e.success THEN '' ELSE coalesce(e.error_type, 'error') END,
+              count(*), count(*) FILTER (WHERE NOT e.success), sum(e.input_tokens), sum(e.output_tokens),
+              sum(e.total_tokens), sum(e.cost::numeric(18, 8)), sum(e.latency_ms), count(*) FILTER (WHERE e.unpriced)
+         FROM unnest($1::timestamptz[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[], $7::bool[],
+                $8::text[], $9::int[], $10::int[], $11::int[], $12::numeric[], $13::int[], $14::bool[])
+                AS e(ts, key_id, token_id, provider, model, source, success, error_type, input_tokens, output_tokens,
+                     total_tokens, cost, latency_ms, unpriced)
+        CROSS JOIN (VALUES ('hour'), ('day')) AS b(bucket)
+        GROUP BY 1, 2, 3, 4, 5, 6, 7, 8
+       ON CONFLICT ON CONSTRAINT usage_rollups_identity DO UPDATE SET
          requests = u.requests + EXCLUDED.requests,
          errors = u.errors + EXCLUDED.errors,
          input_tokens = u.input_tokens + EXCLUDED.input_tokens,
          output_tokens = u.output_tokens + EXCLUDED.output_tokens,
          total_tokens = u.total_tokens + EXCLUDED.total_tokens,
          cost = u.cost + EXCLUDED.cost,
-         latency_ms_sum = u.latency_ms_sum + EXCLUDED.latency_ms_sum`,
+         latency_ms_sum = u.latency_ms_sum + EXCLUDED.latency_ms_sum,
+         unpriced_requests = u.unpriced_requests + EXCLUDED.unpriced_requests`,
       [
-        groups.map((g) => g.bucket),
-        groups.map((g) => g.start),
-        groups.map((g) => g.keyId),
-        groups.map((g) => g.provider),
-        groups.map((g) => g.model),
-        groups.map((g) => g.rows.length),
-        groups.map((g) => sum(g.rows, (r) => (r.success ? 0 : 1))),
-        groups.map((g) => sum(g.rows, (r) => r.inputTokens)),
-        groups.map((g) => sum(g.rows, (r) => r.outputTokens)),
-        groups.map((g) => sum(g.rows, (r) => r.totalTokens)),
-        groups.map((g) => sum(g.rows, (r) => r.cost)),
-        groups.map((g) => sum(g.rows, (r) => r.latencyMs)),
+        col('timestamp'),
+        col('keyId'),
+        col('accessTokenId'),
+        col('provider'),
+        col('model'),
+        col('source'),
+        col('success'),
+        col('errorType'),
+        col('inputTokens'),
+        col('outputTokens'),
+        col('totalTokens'),
+        col('cost'),
+        col('latencyMs'),
+        col('unpriced'),
       ],
     );
-    return inserted;
   }
 }
 

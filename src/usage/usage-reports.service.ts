@@ -2,11 +2,12 @@ import { Injectable } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { DataSource } from 'typeorm';
 import { AlertEventsService } from '../alerts/alert-events.service';
-import { ValidationProblem } from '../common/problem';
+import { notFound, ValidationProblem } from '../common/problem';
 import type { ApiKey, UsagePeriod, UsageUnit } from '../keys/api-key.entity';
 import { KeysService } from '../keys/keys.service';
 import { nextResetAt } from '../keys/usage-period';
 import type { ReportGroup, UsageReportQuery } from './dto/usage-report.query';
+import { tokenBudgets } from './token-budgets';
 import {
   costWindow,
   daysOf,
@@ -52,7 +53,13 @@ export type ReportRow = UsageTotals & {
   keyName?: string | null;
   provider?: string;
   model?: string | null;
+  accessTokenId?: string | null;
+  tokenName?: string | null;
   day?: string;
+  /** Keyward's own refusals (no key used), reported usage, and requests without a price. */
+  refusals?: number;
+  reportedRequests?: number;
+  unpricedRequests?: number;
 };
 
 export interface UsageReport {
@@ -61,7 +68,7 @@ export interface UsageReport {
   to: Date;
   granularity: 'day' | 'hour';
   groupBy: ReportGroup;
-  filters: { provider: string | null; keyId: string | null };
+  filters: { provider: string | null; keyId: string | null; accessTokenId: string | null };
   rows: ReportRow[];
   totals: UsageTotals & { errorRate: number };
 }
@@ -88,9 +95,11 @@ export interface ModelCost {
 }
 
 export interface UsageOverview {
-  range: UsageRange;
+  range: UsageRange | 'custom';
   window: TimeWindow;
   byKey: UsageReport;
+  byModel: UsageReport;
+  byToken: UsageReport;
   byProvider: UsageReport;
   costs: { keys: KeyCost[]; models: ModelCost[]; month: TimeWindow };
   daily: UsageMetric[];
@@ -103,6 +112,7 @@ interface RollupFilter {
   window: TimeWindow;
   provider?: string | null;
   keyId?: string | null;
+  accessTokenId?: string | null;
 }
 
 /** Sums of a rollup group; float8 because bigint and numeric sums arrive as strings. */
@@ -111,7 +121,10 @@ const METRICS = `coalesce(sum(r.requests), 0)::float8 AS requests,
   coalesce(sum(r.input_tokens), 0)::float8 AS "inputTokens",
   coalesce(sum(r.output_tokens), 0)::float8 AS "outputTokens",
   coalesce(sum(r.cost), 0)::float8 AS cost,
-  coalesce(sum(r.errors), 0)::float8 AS errors`;
+  coalesce(sum(r.errors), 0)::float8 AS errors,
+  coalesce(sum(r.requests) FILTER (WHERE r.key_id IS NULL), 0)::float8 AS refusals,
+  coalesce(sum(r.requests) FILTER (WHERE r.source = 'reported'), 0)::float8 AS "reportedRequests",
+  coalesce(sum(r.unpriced_requests), 0)::float8 AS "unpricedRequests"`;
 
 const DAY_OF = `to_char(r.period_start AT TIME ZONE 'UTC', 'YYYY-MM-DD')`;
 
@@ -126,6 +139,11 @@ const REPORT_GROUPS: Record<ReportGroup, { select: string; groupBy: string; orde
     select: `r.provider, nullif(r.model, '') AS model`,
     groupBy: 'r.provider, r.model',
     orderBy: 'cost DESC, requests DESC, r.provider, r.model',
+  },
+  token: {
+    select: `r.access_token_id AS "accessTokenId", t.name AS "tokenName"`,
+    groupBy: 'r.access_token_id, t.name',
+    orderBy: `cost DESC, requests DESC, "tokenName", "accessTokenId"`,
   },
   day: {
     select: `to_char(date_trunc('day', r.period_start AT TIME ZONE 'UTC'), 'YYYY-MM-DD') AS day`,
@@ -194,6 +212,30 @@ export class UsageReportsService {
     };
   }
 
+  /**
+   * One access token's usage: this month per key and model, 30 days, and its budgets with spend
+   * against each (none where the budgets table does not exist yet). 404 for an unknown token.
+   */
+  async tokenOverview(id: string, now: Date = new Date()) {
+    const [token] = await this.dataSource.query<
+      { id: string; name: string; hint: string; revokedAt: Date | null; expiresAt: Date | null }[]
+    >(
+      `SELECT id, name, token_hint AS hint, revoked_at AS "revokedAt", expires_at AS "expiresAt"
+         FROM access_tokens WHERE id = $1`,
+      [id],
+    );
+    if (!token) throw notFound('Access token', id);
+    const month = costWindow(null, now);
+    const only = { provider: null, keyId: null, accessTokenId: id };
+    const [byKey, byModel, daily, budgets] = await Promise.all([
+      this.reportOver(month, 'day', 'key', only),
+      this.reportOver(month, 'day', 'model', only),
+      this.dailySeries({ accessTokenId: id }, now),
+      tokenBudgets(this.dataSource, [id]),
+    ]);
+    return { token, month, byKey, byModel, daily, budgets, asOf: now };
+  }
+
   /** "Generate usage reports": totals across keys for a window, grouped one way. */
   async report(query: UsageReportQuery, now: Date = new Date()): Promise<UsageReport> {
     const resolved = reportWindow(query.from, query.to, now);
@@ -201,29 +243,52 @@ export class UsageReportsService {
     return this.reportOver(resolved.window, resolved.granularity, query.groupBy ?? 'key', {
       provider: query.provider ?? null,
       keyId: query.keyId ?? null,
+      accessTokenId: query.accessTokenId ?? null,
     });
   }
 
   /** The console's UsageMonitoring page: metrics for a range, costs, 30 days, recent alerts. */
   async overview(
-    filters: { range: UsageRange; provider?: string | null; withAlerts: boolean },
+    filters: { range: UsageRange | 'custom'; window?: TimeWindow; provider?: string | null; withAlerts: boolean },
     now: Date = new Date(),
   ): Promise<UsageOverview> {
-    const window = rangeWindow(filters.range, now);
-    const only = { provider: filters.provider ?? null, keyId: null };
-    const [byKey, byProvider, costs, daily, alerts] = await Promise.all([
+    const window = filters.window ?? rangeWindow(filters.range === 'custom' ? 'month' : filters.range, now);
+    const only = { provider: filters.provider ?? null, keyId: null, accessTokenId: null };
+    const [byKey, byProvider, byModel, byToken, costs, daily, alerts] = await Promise.all([
       this.reportOver(window, 'day', 'key', only),
       this.reportOver(window, 'day', 'provider', only),
+      this.reportOver(window, 'day', 'model', only),
+      this.reportOver(window, 'day', 'token', only),
       this.costTracking(filters.provider ?? null, now),
-      this.dailySeries({ provider: filters.provider ?? null }, now),
+      // The chart shows the days of the range asked for.
+      this.reportOver(window, 'day', 'day', only),
       filters.withAlerts ? this.alerts.recent(10) : Promise.resolve(null),
     ]);
-    return { range: filters.range, window, byKey, byProvider, costs, daily, alerts, asOf: now };
+    return {
+      range: filters.range,
+      window,
+      byKey,
+      byProvider,
+      byModel,
+      byToken,
+      costs,
+      daily: daily.rows.map(({ day, ...m }) => ({
+        period: day!,
+        requests: m.requests,
+        tokens: m.tokens,
+        inputTokens: m.inputTokens,
+        outputTokens: m.outputTokens,
+        cost: m.cost,
+        errors: m.errors,
+      })),
+      alerts,
+      asOf: now,
+    };
   }
 
   /** The last `days` UTC days of usage, every day present, oldest first. */
   async dailySeries(
-    filter: { provider?: string | null; keyId?: string | null },
+    filter: { provider?: string | null; keyId?: string | null; accessTokenId?: string | null },
     now: Date = new Date(),
     days = 30,
   ): Promise<UsageMetric[]> {
@@ -305,12 +370,17 @@ export class UsageReportsService {
     window: TimeWindow,
     granularity: 'day' | 'hour',
     groupBy: ReportGroup,
-    filters: { provider: string | null; keyId: string | null },
+    filters: { provider: string | null; keyId: string | null; accessTokenId: string | null },
   ): Promise<UsageReport> {
     const group = REPORT_GROUPS[groupBy];
     const params: unknown[] = [];
     const where = this.where({ bucket: granularity, window, ...filters }, params);
-    const join = groupBy === 'key' ? 'LEFT JOIN api_keys k ON k.id = r.key_id' : '';
+    const join =
+      groupBy === 'key'
+        ? 'LEFT JOIN api_keys k ON k.id = r.key_id'
+        : groupBy === 'token'
+          ? 'LEFT JOIN access_tokens t ON t.id = r.access_token_id'
+          : '';
     const raw = await this.dataSource.query<ReportRow[]>(
       `SELECT ${group.select}, ${METRICS}
          FROM usage_rollups r ${join}
@@ -374,6 +444,10 @@ export class UsageReportsService {
     if (filter.keyId) {
       params.push(filter.keyId);
       clauses.push(`r.key_id = $${params.length}`);
+    }
+    if (filter.accessTokenId) {
+      params.push(filter.accessTokenId);
+      clauses.push(`r.access_token_id = $${params.length}`);
     }
     return clauses.join(' AND ');
   }

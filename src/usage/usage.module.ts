@@ -1,6 +1,7 @@
 import { Global, Module } from '@nestjs/common';
 import { KeysModule } from '../keys/keys.module';
 import { UsageReportsService } from './usage-reports.service';
+import { UsageTrendsService } from './usage-trends.service';
 import { UsagePartitions } from './usage-partitions';
 import { UsageRecorder } from './usage-recorder';
 import { UsageAdminController } from './usage.admin.controller';
@@ -11,7 +12,7 @@ import { UsageController } from './usage.controller';
 @Module({
   imports: [KeysModule],
   controllers: [UsageController, UsageAdminController],
-  providers: [UsageRecorder, UsageReportsService, UsagePartitions],
-  exports: [UsageRecorder, UsageReportsService],
+  providers: [UsageRecorder, UsageReportsService, UsageTrendsService, UsagePartitions],
+  exports: [UsageRecorder, UsageReportsService, UsageTrendsService],
 })
 export class UsageModule {}

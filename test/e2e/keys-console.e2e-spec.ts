@@ -237,8 +237,8 @@ describe('Keys console: list, add, verify, limits, rotate, revoke', () => {
         rotationSchedule: 'every monday',
       });
       expect(dated.status).toBe(400);
-      expect(dated.text).toMatch(/id="new-expiresAt-error">expiresAt must be in the future/);
-      expect(dated.text).toMatch(/id="new-rotationSchedule-error">rotationSchedule must be a cron expression/);
+      expect(dated.text).toMatch(/id="new-expiresAt-error">Expires must be in the future/);
+      expect(dated.text).toMatch(/id="new-rotationSchedule-error">Rotation schedule must be a cron expression/);
       expect(dated.text).toContain('value="2020-01-01T00:00"');
       expect(dated.text).toContain('value="every monday"');
       expect(dated.text).not.toContain(valid);
@@ -254,8 +254,8 @@ describe('Keys console: list, add, verify, limits, rotate, revoke', () => {
         limitPeriod: 'monthly',
       });
       expect(shape.status).toBe(400);
-      expect(shape.text).toMatch(/id="new-priority-error">priority must be a whole number from 0 to 1000/);
-      expect(shape.text).toMatch(/id="new-limit-error">value must be greater than 0/);
+      expect(shape.text).toMatch(/id="new-priority-error">Priority must be a whole number from 0 to 1000/);
+      expect(shape.text).toMatch(/id="new-limit-error">Limit must be greater than 0/);
       expect(shape.text).not.toContain(valid);
 
       const rows = await t.dataSource.query(`SELECT 1 FROM api_keys WHERE name IN ('Wrong format', 'No org')`);
@@ -353,14 +353,14 @@ describe('Keys console: list, add, verify, limits, rotate, revoke', () => {
       });
       expect(bad.status).toBe(400);
       expect(bad.text).toMatch(/^<section class="card" id="key-editor">/);
-      expect(bad.text).toMatch(/id="edit-rotationSchedule-error">rotationSchedule is not a valid cron expression/);
-      expect(bad.text).toMatch(/id="edit-expiresAt-error">expiresAt must be in the future/);
+      expect(bad.text).toMatch(/id="edit-rotationSchedule-error">Rotation schedule is not a valid cron expression/);
+      expect(bad.text).toMatch(/id="edit-expiresAt-error">Expires must be in the future/);
       expect(bad.text).toContain('value="61 * * * *"');
 
       const plainBad = await post(owner, `/admin/keys/${id}`, { name: '' });
       expect(plainBad.status).toBe(400);
       expect(plainBad.text).toMatch(/^<!doctype html>/i);
-      expect(plainBad.text).toMatch(/id="edit-name-error">name is required/);
+      expect(plainBad.text).toMatch(/id="edit-name-error">Name is required/);
 
       const ok = await hx(owner, 'post', `/admin/keys/${id}`, {
         name: 'Editor OpenAI renamed',
@@ -412,7 +412,7 @@ describe('Keys console: list, add, verify, limits, rotate, revoke', () => {
       const wrong = await post(owner, `/admin/keys/${id}/limits`, { value: '10', unit: 'apples', period: 'daily' });
       expect(wrong.status).toBe(400);
       expect(wrong.text).toMatch(/^<!doctype html>/i);
-      expect(wrong.text).toContain('unit must be one of tokens, requests, usd');
+      expect(wrong.text).toContain('Unit must be one of tokens, requests, usd');
 
       await t.dataSource.query(`UPDATE api_keys SET usage_current = 5000 WHERE id = $1`, [id]);
       const list = await page(owner, '/admin/keys?q=Editor');

@@ -427,7 +427,8 @@ describe('Usage: per-key usage and costs, reports, console', () => {
 
     it('refuses malformed filters with a 400 naming the field, and callers without a token', async () => {
       const cases: [string, string, RegExp][] = [
-        ['groupBy=week', 'groupBy', /groupBy must be one of key, provider, model, day/],
+        ['groupBy=week', 'groupBy', /groupBy must be one of key, provider, model, token, day/],
+        ['from=2026-02-30', 'from', /from must be a date/],
         ['from=yesterday', 'from', /from must be a date/],
         ['from=2026-05-02&to=2026-05-01', 'from', /from must be before to/],
         ['from=2020-01-01&to=2026-01-01', 'to', /at most 400 days/],
@@ -490,9 +491,11 @@ describe('Usage: per-key usage and costs, reports, console', () => {
       expect(html).toContain('id="costs-by-model"');
       expect(html).toContain('<code>claude-sonnet-4</code>');
 
-      // The chart: one bar per day, accessible, no inline style anywhere on the page.
+      // The chart: one bar per day of the range (this month by default), accessible, no inline
+      // style anywhere on the page.
       const svg = html.slice(html.indexOf('<svg'), html.indexOf('</svg>') + 6);
-      expect(svg.match(/class="chart-bar"/g)).toHaveLength(30);
+      const daysThisMonth = Math.round((nextMonthStart.getTime() - monthStart.getTime()) / DAY);
+      expect(svg.match(/class="chart-bar"/g)).toHaveLength(daysThisMonth);
       expect(svg).toContain('role="img" aria-labelledby="usage-chart-title usage-chart-desc"');
       expect(svg).toContain(`<title>${dayOf(now)}:`);
       expect(html).not.toMatch(/style=/);
@@ -504,13 +507,18 @@ describe('Usage: per-key usage and costs, reports, console', () => {
     });
 
     it('answers htmx (the poll and the filter form) with just the live part', async () => {
-      for (const url of ['/admin/usage/live?range=month', '/admin/usage?range=7d&provider=anthropic']) {
+      const daysThisMonth = Math.round((nextMonthStart.getTime() - monthStart.getTime()) / DAY);
+      for (const [url, bars] of [
+        ['/admin/usage/live?range=month', daysThisMonth],
+        ['/admin/usage?range=7d&provider=anthropic', 7],
+      ] as const) {
         const res = await owner.htmx('get', url);
         expect(res.status).toBe(200);
         expect(res.headers.vary).toMatch(/HX-Request/);
         expect(res.text).not.toMatch(/<html|aria-label="Main"/i);
         expect(res.text.trimStart()).toMatch(/^(\{\{!--.*--\}\}\s*)?<div id="usage-live"/s);
-        expect(res.text.match(/class="chart-bar"/g)).toHaveLength(30);
+        // Only the day chart has bars (the trend sparklines have none).
+        expect(res.text.match(/class="chart-bar"/g)).toHaveLength(bars);
       }
       const filtered = await owner.htmx('get', '/admin/usage?range=7d&provider=anthropic');
       expect(filtered.text).toContain(`hx-get="${attr('/admin/usage/live?range=7d&provider=anthropic')}"`);

@@ -4,6 +4,9 @@ import type { AppAbility } from '../abilities';
 import { asSubject } from '../abilities';
 import { CheckPolicies } from '../decorators';
 import { ROLES, ROLE_DESCRIPTIONS } from '../roles';
+
+/** The role the new-user form starts on: read-only. */
+export const NEW_USER_ROLE = 'auditor';
 import { Audit } from '../../audit/audit.decorator';
 import { isHtmx } from '../../common/http';
 import { pager } from '../../common/pagination';
@@ -69,6 +72,8 @@ export class UsersAdminController {
         filters: query,
         roleOptions: this.creatableRoles(req),
         roleDescriptions: ROLES.map((r) => ({ name: r, description: ROLE_DESCRIPTIONS[r] })),
+        // A new user starts with the least privilege; more is a deliberate choice.
+        form: { role: NEW_USER_ROLE },
         ...extra,
       },
       { partial: 'users/table', status },
@@ -154,7 +159,7 @@ export class UsersAdminController {
 
   /** htmx gets the form alone; without JavaScript the whole page, errors beside the fields. */
   private async renderForm(req: Request, res: Response, data: Record<string, unknown>, status: number) {
-    const context = { roleOptions: this.creatableRoles(req), ...data };
+    const context = { roleOptions: this.creatableRoles(req), form: { role: NEW_USER_ROLE }, ...data };
     if (isHtmx(req)) return render(req, res, 'users/index', context, { partial: 'users/form', status });
     await this.renderIndex(req, res, Object.assign(new ListUsersQuery(), { page: 1, pageSize: 50 }), context, status);
   }

@@ -1,7 +1,7 @@
 import { Type } from 'class-transformer';
 import { IsISO8601, IsOptional, IsString, Matches, MaxLength, MinLength, ValidateNested } from 'class-validator';
 import { UsageLimitDto } from './usage-limit.dto';
-import { IsWholeNumber } from '../../common/validators';
+import { IsWholeNumber, TrimSecret } from '../../common/validators';
 
 /**
  * The spec's CreateAPIKeyRequest plus failover order and a budget. Rules that need the provider
@@ -19,6 +19,7 @@ export class CreateApiKeyDto {
   @MaxLength(120, { message: 'name must be at most 120 characters' })
   name!: string;
 
+  @TrimSecret()
   @IsString({ message: 'key must be the provider key' })
   @MinLength(1, { message: 'key is required' })
   @MaxLength(1000, { message: 'key must be at most 1000 characters' })
@@ -43,6 +44,7 @@ export class CreateApiKeyDto {
 
   /** A management/admin key with which the provider plugin can mint replacements. */
   @IsOptional()
+  @TrimSecret()
   @IsString({ message: 'managementKey must be the provider management key' })
   @MinLength(1, { message: 'managementKey must be the provider management key' })
   @MaxLength(1000, { message: 'managementKey must be at most 1000 characters' })

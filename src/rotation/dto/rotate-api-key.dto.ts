@@ -1,5 +1,5 @@
 import { IsISO8601, IsOptional, IsString, MaxLength, MinLength, ValidateIf } from 'class-validator';
-import { IsWholeNumber } from '../../common/validators';
+import { IsWholeNumber, TrimSecret } from '../../common/validators';
 
 export const MAX_GRACE_SECONDS = 30 * 24 * 3600;
 
@@ -10,6 +10,7 @@ export const MAX_GRACE_SECONDS = 30 * 24 * 3600;
  */
 export class RotateApiKeyDto {
   @IsOptional()
+  @TrimSecret()
   @IsString({ message: 'key must be the new provider key' })
   @MinLength(1, { message: 'key must be the new provider key' })
   @MaxLength(1000, { message: 'key must be at most 1000 characters' })

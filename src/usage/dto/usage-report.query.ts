@@ -1,6 +1,6 @@
 import { IsIn, IsISO8601, IsOptional, IsString, IsUUID, MaxLength } from 'class-validator';
 
-export const REPORT_GROUPS = ['key', 'provider', 'model', 'day'] as const;
+export const REPORT_GROUPS = ['key', 'provider', 'model', 'token', 'day'] as const;
 export type ReportGroup = (typeof REPORT_GROUPS)[number];
 
 const DATE_MESSAGE = (field: string) =>
@@ -9,6 +9,7 @@ const DATE_MESSAGE = (field: string) =>
 /**
  * `GET /api/admin/usage`: a usage report across keys, read from the rollups. A bare date in `to`
  * includes that whole day; a date-time is exclusive. Without `from` and `to`, the last 30 days.
+ * Dates must exist on the calendar (2026-02-30 is refused).
  */
 export class UsageReportQuery {
   @IsOptional()
@@ -27,6 +28,15 @@ export class UsageReportQuery {
   @IsOptional()
   @IsUUID('4', { message: 'keyId must be a UUID' })
   keyId?: string;
+
+  @IsOptional()
+  @IsUUID('4', { message: 'accessTokenId must be a UUID' })
+  accessTokenId?: string;
+
+  /** `csv` answers CSV, as `Accept: text/csv` does. */
+  @IsOptional()
+  @IsIn(['json', 'csv'], { message: 'format must be json or csv' })
+  format?: 'json' | 'csv';
 
   @IsOptional()
   @IsIn(REPORT_GROUPS, { message: `groupBy must be one of ${REPORT_GROUPS.join(', ')}` })
