@@ -49,7 +49,8 @@ export class AppModule {
       imports: [
         RuntimeModule.forRoot(runtime),
         LoggerModule.forRoot(loggerParams(runtime.config, runtime.logStream)),
-        TypeOrmModule.forRoot({ ...dataSourceOptions(runtime.databaseUrl), migrationsRun: true }),
+        // Migrations ran before the module was built, under an advisory lock (see createApp).
+        TypeOrmModule.forRoot(dataSourceOptions(runtime.databaseUrl)),
         EventEmitterModule.forRoot(),
         ScheduleModule.forRoot(),
         CryptoModule,

@@ -3,6 +3,8 @@ import { SetupService } from './auth/setup.service';
 import { createApp, prepareRuntime } from './bootstrap';
 import { ConfigError, loadConfig } from './config/config';
 import { PluginConflictError } from './plugin-system/plugin-loader';
+import { KeyringError } from './crypto/keyring';
+import { MasterKeyError } from './crypto/master-key-check';
 
 const write = (line: string) => process.stdout.write(`${line}\n`);
 
@@ -22,7 +24,7 @@ async function main(): Promise<void> {
   try {
     prepared = await prepareRuntime(config);
   } catch (error) {
-    if (error instanceof PluginConflictError) {
+    if (error instanceof PluginConflictError || error instanceof KeyringError || error instanceof MasterKeyError) {
       process.stderr.write(`Keyward cannot start: ${error.message}\n`);
       process.exit(78);
     }
