@@ -22,6 +22,7 @@ import { KeysModule } from './keys/keys.module';
 import { UsageModule } from './usage/usage.module';
 import { PluginSystemModule } from './plugin-system/plugin-system.module';
 import { RotationModule } from './rotation/rotation.module';
+import { MetricsModule } from './metrics/metrics.module';
 import { RUNTIME_INFO, type KeywardRuntime } from './runtime';
 
 /** Makes what main.ts established (config, keyring, runtime facts) injectable everywhere. */
@@ -64,6 +65,7 @@ export class AppModule {
         RotationModule,
         AccessTokensModule,
         GatewayModule,
+        MetricsModule,
       ],
       controllers: [HealthController],
       providers: [

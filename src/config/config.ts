@@ -200,6 +200,12 @@ export class Environment {
   @Min(10, { message: 'must be a whole number of milliseconds from 10 to 5000' })
   @Max(5000, { message: 'must be a whole number of milliseconds from 10 to 5000' })
   KEYWARD_USAGE_FLUSH_MS?: number;
+
+  // Operations: metrics.
+  @IsOptional()
+  @Transform(emptyToUndefined)
+  @MinLength(16, { message: 'must be at least 16 characters long' })
+  KEYWARD_METRICS_TOKEN?: string;
 }
 
 export interface KeywardConfig {
@@ -235,6 +241,8 @@ export interface KeywardConfig {
   };
   /** Usage events are written in batches this often (and sooner when many are waiting). */
   usageFlushMs: number;
+  /** Bearer token for GET /metrics; unset, /metrics answers only loopback clients. */
+  metricsToken?: string;
 }
 
 export class ConfigError extends Error {
@@ -308,5 +316,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): KeywardConfig 
       failover: raw.KEYWARD_FEATURE_FAILOVER ?? true,
     },
     usageFlushMs: raw.KEYWARD_USAGE_FLUSH_MS ?? 200,
+    metricsToken: raw.KEYWARD_METRICS_TOKEN,
   };
 }

@@ -101,6 +101,11 @@ export class UsageRecorder implements OnApplicationShutdown {
     return this.queue.length;
   }
 
+  /** When the oldest record still waiting was made (for the write-lag metric). */
+  get oldestQueuedAt(): Date | undefined {
+    return this.queue[0]?.timestamp;
+  }
+
   /** Writes everything queued now; resolves when it is written (or has failed and is re-queued). */
   async flush(): Promise<void> {
     while (this.flushing) await this.flushing;
