@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import 'reflect-metadata';
+import { Logger } from '@nestjs/common';
 import { Command, InvalidArgumentError } from 'commander';
 import { ROLES } from '../auth/roles';
 import { KEYWARD_VERSION } from '../bootstrap';
@@ -93,6 +94,9 @@ function program(): Command {
     });
   return cli;
 }
+
+// The services the commands reuse log through Nest; the CLI reports for itself, on stdout/stderr.
+Logger.overrideLogger(false);
 
 program()
   .parseAsync(process.argv)
