@@ -5,7 +5,7 @@ import { pipeline } from 'node:stream/promises';
 import { PassThrough, Readable } from 'node:stream';
 import { createGunzip, createGzip } from 'node:zlib';
 import type { QueryRunner } from 'typeorm';
-import { KEYWARD_VERSION } from '../bootstrap';
+import { packageVersion } from '../common/paths';
 import type { KeywardConfig } from '../config/config';
 import { decrypt, DecryptionError } from '../crypto/envelope';
 import { describeKeySource, type Keyring } from '../crypto/keyring';
@@ -168,7 +168,7 @@ export async function createBackup(
     const nonce = randomBytes(12);
     const header: Header = {
       format: FORMAT,
-      keyward: KEYWARD_VERSION,
+      keyward: packageVersion(),
       createdAt: new Date().toISOString(),
       kdf,
       nonce: nonce.toString('base64'),

@@ -3,13 +3,17 @@ import 'reflect-metadata';
 import { Logger } from '@nestjs/common';
 import { Command, InvalidArgumentError } from 'commander';
 import { ROLES } from '../auth/roles';
-import { KEYWARD_VERSION } from '../bootstrap';
-import { verifyAudit } from './audit';
-import { createBackup, passphraseOption, restoreBackup } from './backup';
+import { packageVersion } from '../common/paths';
 import { CliError, cliConfig, terminal } from './context';
-import { doctor } from './doctor';
-import { addMasterKey, retireMasterKey, rewrapAll } from './master-key';
-import { createUser, resetPassword } from './users';
+
+// Each command loads its own module when it runs: `--help` and a one-table job stay quick.
+/* eslint-disable @typescript-eslint/no-require-imports */
+const masterKey = () => require('./master-key') as typeof import('./master-key');
+const backups = () => require('./backup') as typeof import('./backup');
+const audit = () => require('./audit') as typeof import('./audit');
+const users = () => require('./users') as typeof import('./users');
+const health = () => require('./doctor') as typeof import('./doctor');
+/* eslint-enable @typescript-eslint/no-require-imports */
 
 /**
  * `npx keyward <command>`: operations on the same configuration and database as the app
@@ -19,31 +23,31 @@ function program(): Command {
   const out = terminal;
   const cli = new Command('keyward')
     .description('Keyward operations: master keys, backups, the audit chain, users, health checks')
-    .version(KEYWARD_VERSION)
+    .version(packageVersion())
     .showHelpAfterError()
     .addHelpText(
       'after',
       '\nThe commands read the same environment as Keyward itself (KEYWARD_DATA_DIR, DATABASE_URL, KEYWARD_MASTER_KEYS, …).',
     );
 
-  const masterKey = cli.command('master-key').description('rotate the master keys that seal every stored secret');
-  masterKey
+  const masterKeys = cli.command('master-key').description('rotate the master keys that seal every stored secret');
+  masterKeys
     .command('add')
     .description('add a new master key version (to master.keys, or printed for KEYWARD_MASTER_KEYS)')
-    .action(() => addMasterKey(cliConfig(), out));
-  masterKey
+    .action(() => masterKey().addMasterKey(cliConfig(), out));
+  masterKeys
     .command('rewrap')
     .description('re-seal every data key with the newest master key version')
     .option('--force', 'even if no instance has started with the newest version yet')
-    .action((options: { force?: boolean }) => rewrapAll(cliConfig(), out, options));
-  masterKey
+    .action((options: { force?: boolean }) => masterKey().rewrapAll(cliConfig(), out, options));
+  masterKeys
     .command('retire')
     .description('remove a master key version that no envelope uses any more')
     .argument('<version>', 'the version to remove', (value) => {
       if (!/^\d+$/.test(value)) throw new InvalidArgumentError('a version number such as 1');
       return Number(value);
     })
-    .action((version: number) => retireMasterKey(cliConfig(), version, out));
+    .action((version: number) => masterKey().retireMasterKey(cliConfig(), version, out));
 
   const backup = cli.command('backup').description('encrypted archives of the whole state');
   backup
@@ -55,7 +59,9 @@ function program(): Command {
       'encrypt with a passphrase (KEYWARD_BACKUP_PASSPHRASE or stdin) instead of a key derived from the master key',
     )
     .action(async (file: string, options: { passphrase?: boolean }) =>
-      createBackup(cliConfig(), file, out, { passphrase: await passphraseOption(options.passphrase) }),
+      backups().createBackup(cliConfig(), file, out, {
+        passphrase: await backups().passphraseOption(options.passphrase),
+      }),
     );
   backup
     .command('restore')
@@ -63,7 +69,9 @@ function program(): Command {
     .argument('<file>', 'the archive')
     .option('--passphrase', 'the archive was made with --passphrase (KEYWARD_BACKUP_PASSPHRASE or stdin)')
     .action(async (file: string, options: { passphrase?: boolean }) =>
-      restoreBackup(cliConfig(), file, out, { passphrase: await passphraseOption(options.passphrase) }),
+      backups().restoreBackup(cliConfig(), file, out, {
+        passphrase: await backups().passphraseOption(options.passphrase),
+      }),
     );
 
   cli
@@ -71,7 +79,7 @@ function program(): Command {
     .description('the audit log')
     .command('verify')
     .description('check the hash chain of the whole audit log')
-    .action(() => verifyAudit(cliConfig(), out));
+    .action(() => audit().verifyAudit(cliConfig(), out));
 
   const user = cli.command('user').description('console and API users');
   user
@@ -79,18 +87,20 @@ function program(): Command {
     .description('create a user; the password is read from a prompt or the first line of stdin')
     .requiredOption('--email <email>', 'their email address')
     .requiredOption('--role <role>', `one of ${ROLES.join(', ')}`)
-    .action((options: { email: string; role: string }) => createUser(cliConfig(), options.email, options.role, out));
+    .action((options: { email: string; role: string }) =>
+      users().createUser(cliConfig(), options.email, options.role, out),
+    );
   user
     .command('reset-password')
     .description("set a user's password (prompt or stdin) and end their console sessions")
     .argument('<email>', 'their email address')
-    .action((email: string) => resetPassword(cliConfig(), email, out));
+    .action((email: string) => users().resetPassword(cliConfig(), email, out));
 
   cli
     .command('doctor')
     .description('check configuration, master keys, plugins, Redis and the database, and say how to fix problems')
     .action(async () => {
-      if (!(await doctor(process.env, out))) process.exitCode = 1;
+      if (!(await health().doctor(process.env, out))) process.exitCode = 1;
     });
   return cli;
 }
