@@ -27,6 +27,7 @@ import { UsageModule } from './usage/usage.module';
 import { ReportsModule } from './reports/reports.module';
 import { PluginSystemModule } from './plugin-system/plugin-system.module';
 import { RotationModule } from './rotation/rotation.module';
+import { MetricsModule } from './metrics/metrics.module';
 import { RUNTIME_INFO, type KeywardRuntime } from './runtime';
 
 /** Makes what main.ts established (config, keyring, runtime facts) injectable everywhere. */
@@ -54,7 +55,8 @@ export class AppModule {
       imports: [
         RuntimeModule.forRoot(runtime),
         LoggerModule.forRoot(loggerParams(runtime.config, runtime.logStream)),
-        TypeOrmModule.forRoot({ ...dataSourceOptions(runtime.databaseUrl), migrationsRun: true }),
+        // Migrations ran before the module was built, under an advisory lock (see createApp).
+        TypeOrmModule.forRoot(dataSourceOptions(runtime.databaseUrl)),
         EventEmitterModule.forRoot(),
         ScheduleModule.forRoot(),
         LifecycleModule,
@@ -73,6 +75,7 @@ export class AppModule {
         AccessTokensModule,
         GatewayModule,
         AlertingModule,
+        MetricsModule,
       ],
       controllers: [HealthController],
       providers: [

@@ -20,6 +20,7 @@ import { clientIp, isMachineRequest, userAgent } from './common/http';
 import { helpers } from './common/handlebars';
 import { projectRoot } from './common/paths';
 import { SecretsService } from './crypto/secrets.service';
+import { serveOpenApi } from './openapi/openapi';
 import type { KeywardRuntime } from './runtime';
 
 const isConsole = (req: Request) => !isMachineRequest(req) && !req.path.startsWith('/assets/');
@@ -85,6 +86,7 @@ export async function configureApp(app: NestExpressApplication, runtime: Keyward
   // htmx is served from the installed package: no CDN, and its version is the lock file's.
   const htmx = path.dirname(require.resolve('htmx.org/dist/htmx.min.js'));
   app.useStaticAssets(htmx, { prefix: '/assets/vendor/htmx/', maxAge: '1d', index: false });
+  serveOpenApi(app);
 
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const hbs = (require('hbs') as { create(): HbsInstance }).create();

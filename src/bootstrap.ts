@@ -3,7 +3,9 @@ import type { NestExpressApplication } from '@nestjs/platform-express';
 import pino, { type DestinationStream, type Logger as Pino } from 'pino';
 import { configureApp } from './app.setup';
 import type { KeywardConfig } from './config/config';
-import { loadKeyring } from './crypto/keyring';
+import { readKeyring } from './crypto/keyring';
+import { establishKeyring } from './crypto/master-key-check';
+import { runMigrationsLocked } from './database/migrate';
 import { EmbeddedDatabase } from './database/embedded-database';
 import { packageVersion, projectRoot } from './common/paths';
 import { loadPlugins, type PluginLoadResult } from './plugin-system/plugin-loader';
@@ -27,12 +29,9 @@ export async function prepareRuntime(config: KeywardConfig, logStream?: Destinat
   const log: Pino = pino({ level: config.logLevel, base: { context: 'Bootstrap' } }, logStream ?? process.stdout);
   const announcements: string[] = [];
 
-  const keys = await loadKeyring(config.masterKeys, config.dataDir);
-  if (keys.createdFile) {
-    announcements.push(
-      `Generated a master key in ${keys.createdFile} (mode 0600). Back it up: without it the stored provider keys cannot be decrypted. For production, set KEYWARD_MASTER_KEYS instead.`,
-    );
-  }
+  // Read (or refused) first, so a bad key file stops the start before anything else runs; a
+  // missing one is created only after the database shows that nothing is sealed yet.
+  const found = await readKeyring(config.masterKeys, config.dataDir);
 
   const plugins = loadProviderPlugins(config);
   // The registry logs each plugin once the logger is up; a failure is also printed at start.
@@ -48,6 +47,20 @@ export async function prepareRuntime(config: KeywardConfig, logStream?: Destinat
     const started = Date.now();
     databaseUrl = await embedded.start();
     log.info(`Embedded PostgreSQL ready in ${Date.now() - started} ms (data in ${embedded.clusterDir})`);
+  }
+
+  let keys;
+  try {
+    const where = embedded ? `embedded PostgreSQL in ${config.dataDir}` : 'DATABASE_URL';
+    keys = await establishKeyring(found, config.dataDir, databaseUrl, where);
+  } catch (error) {
+    await embedded?.stop();
+    throw error;
+  }
+  if (keys.createdFile) {
+    announcements.push(
+      `Generated a master key in ${keys.createdFile} (mode 0600). Back it up: without it the stored provider keys cannot be decrypted. For production, set KEYWARD_MASTER_KEYS instead.`,
+    );
   }
 
   return {
@@ -88,6 +101,8 @@ export async function createApp(runtime: KeywardRuntime): Promise<NestExpressApp
   // Imported here, not at the top: the module graph is evaluated only after plugins are loaded.
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const { AppModule } = require('./app.module') as typeof import('./app.module');
+  // Before the module graph connects: providers (the root secret, caches) read migrated tables.
+  await runMigrationsLocked(runtime.databaseUrl);
   const app = await NestFactory.create<NestExpressApplication>(AppModule.forRoot(runtime), {
     bodyParser: false,
     bufferLogs: true,

@@ -4,6 +4,8 @@ import { createApp, prepareRuntime } from './bootstrap';
 import { ConfigError, loadConfig } from './config/config';
 import { ShutdownService } from './lifecycle/shutdown.service';
 import { PluginConflictError } from './plugin-system/plugin-loader';
+import { KeyringError } from './crypto/keyring';
+import { MasterKeyError } from './crypto/master-key-check';
 
 const write = (line: string) => process.stdout.write(`${line}\n`);
 
@@ -23,7 +25,7 @@ async function main(): Promise<void> {
   try {
     prepared = await prepareRuntime(config);
   } catch (error) {
-    if (error instanceof PluginConflictError) {
+    if (error instanceof PluginConflictError || error instanceof KeyringError || error instanceof MasterKeyError) {
       process.stderr.write(`Keyward cannot start: ${error.message}\n`);
       process.exit(78);
     }

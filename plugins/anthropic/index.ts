@@ -1,5 +1,5 @@
 /**
- * Anthropic. Wire facts: /work/shared/providers.md#anthropic (`x-api-key` plus a pinned
+ * Anthropic. Wire facts (`x-api-key` plus a pinned
  * `anthropic-version`, typed error bodies, RFC 3339 rate-limit resets, cumulative stream usage).
  */
 import {

@@ -1,5 +1,5 @@
 /**
- * Groq. Wire facts: /work/shared/providers.md#groq (OpenAI-compatible API under /openai/v1, no
+ * Groq. Wire facts (OpenAI-compatible API under /openai/v1, no
  * key-management API, stream usage in `x_groq.usage`, 498 for capacity).
  */
 import {

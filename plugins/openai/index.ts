@@ -1,5 +1,5 @@
 /**
- * OpenAI. Wire facts: /work/shared/providers.md#openai (Bearer auth, optional organization and
+ * OpenAI. Wire facts (Bearer auth, optional organization and
  * project headers, Go-style rate-limit resets, usage in streams only on request).
  */
 import {

@@ -1,5 +1,5 @@
 /**
- * OpenRouter. Wire facts: /work/shared/providers.md#openrouter (OpenAI-compatible API, the
+ * OpenRouter. Wire facts (OpenAI-compatible API, the
  * provider's own USD cost in every usage, `GET /key` for limits, a key-management API).
  */
 import {

@@ -1,7 +1,7 @@
 import type { Request, Response } from 'express';
 
 /** Paths whose clients are programs (JSON, problem+json), not people in the console. */
-const MACHINE_PREFIXES = ['/api/', '/health', '/v1/', '/proxy/'];
+const MACHINE_PREFIXES = ['/api/', '/health', '/v1/', '/proxy/', '/metrics'];
 
 export function isMachineRequest(req: Request): boolean {
   const path = req.path ?? req.url;

@@ -335,6 +335,11 @@ export class Environment {
   @Min(0, { message: 'must be a whole number of minutes from 0 to 720' })
   @Max(720, { message: 'must be a whole number of minutes from 0 to 720' })
   KEYWARD_REPORT_DELAY_MINUTES?: number;
+  // Operations: metrics.
+  @IsOptional()
+  @Transform(emptyToUndefined)
+  @MinLength(16, { message: 'must be at least 16 characters long' })
+  KEYWARD_METRICS_TOKEN?: string;
 }
 
 export interface KeywardConfig {
@@ -414,6 +419,8 @@ export interface KeywardConfig {
   };
   /** Scheduled daily and monthly usage reports; `delayMinutes` after the period ends. */
   reports: { enabled: boolean; delayMinutes: number };
+  /** Bearer token for GET /metrics; unset, /metrics answers only loopback clients. */
+  metricsToken?: string;
 }
 
 export class ConfigError extends Error {
@@ -523,5 +530,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): KeywardConfig 
       maxAttempts: raw.KEYWARD_ALERT_MAX_ATTEMPTS ?? 6,
     },
     reports: { enabled: raw.KEYWARD_REPORTS ?? true, delayMinutes: raw.KEYWARD_REPORT_DELAY_MINUTES ?? 10 },
+    metricsToken: raw.KEYWARD_METRICS_TOKEN,
   };
 }

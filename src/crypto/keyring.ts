@@ -78,6 +78,15 @@ export class Keyring {
   withNewVersion(): Keyring {
     return new Keyring([...this.keys.entries(), [this.newestVersion + 1, Keyring.generateKey()]]);
   }
+
+  /** The keyring without one version (`keyward master-key retire`); the newest cannot go. */
+  without(version: number): Keyring {
+    if (!this.keys.has(version)) throw new KeyringError(`master key version ${version} is not configured`);
+    if (version === this.newestVersion) {
+      throw new KeyringError(`master key version ${version} is the newest: new data is sealed with it`);
+    }
+    return new Keyring([...this.keys.entries()].filter(([v]) => v !== version));
+  }
 }
 
 export const KEY_FILE_NAME = 'master.keys';
@@ -90,16 +99,26 @@ export interface LoadedKeyring {
   file?: string;
 }
 
-/**
- * Loads the master keys from `KEYWARD_MASTER_KEYS`, or from `<dataDir>/master.keys`, creating
- * that file (mode 0600, one fresh key) on first start. A key file readable by others is refused:
- * it would expose every stored secret.
- */
-export async function loadKeyring(spec: string | undefined, dataDir: string): Promise<LoadedKeyring> {
-  if (spec) return { keyring: Keyring.parse(spec), source: 'environment' };
+export const keyFilePath = (dataDir: string) => path.join(dataDir, KEY_FILE_NAME);
 
-  const file = path.join(dataDir, KEY_FILE_NAME);
-  await fs.mkdir(dataDir, { recursive: true, mode: 0o700 });
+/** Where the keys came from, as an operator would look for it: the variable or the file. */
+export const describeKeySource = (loaded: Pick<LoadedKeyring, 'source' | 'file'>) =>
+  loaded.source === 'environment' ? 'KEYWARD_MASTER_KEYS' : loaded.file!;
+
+/**
+ * Reads the master keys from `KEYWARD_MASTER_KEYS`, or from `<dataDir>/master.keys`; null when
+ * neither exists. A key file readable by others is refused: it would expose every stored secret.
+ */
+export async function readKeyring(spec: string | undefined, dataDir: string): Promise<LoadedKeyring | null> {
+  if (spec) {
+    try {
+      return { keyring: Keyring.parse(spec), source: 'environment' };
+    } catch (error) {
+      throw new KeyringError(`KEYWARD_MASTER_KEYS is not usable: ${(error as Error).message}`);
+    }
+  }
+  const file = keyFilePath(dataDir);
+  let content: string;
   try {
     const stat = await fs.stat(file);
     if (process.platform !== 'win32' && (stat.mode & 0o077) !== 0) {
@@ -107,25 +126,49 @@ export async function loadKeyring(spec: string | undefined, dataDir: string): Pr
         `${file} is readable by other users (mode ${(stat.mode & 0o777).toString(8)}); run: chmod 600 ${file}`,
       );
     }
-    const content = (await fs.readFile(file, 'utf8')).trim();
+    content = (await fs.readFile(file, 'utf8')).trim();
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    if (error instanceof KeyringError) throw error;
+    throw new KeyringError(`${file} cannot be read: ${(error as Error).message}`);
+  }
+  try {
     return { keyring: Keyring.parse(content), source: 'file', file };
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+    throw new KeyringError(`${file} is not usable: ${(error as Error).message}`);
   }
+}
 
+/** Creates `<dataDir>/master.keys` (mode 0600) with one fresh key; never overwrites a file. */
+export async function createKeyFile(dataDir: string): Promise<LoadedKeyring> {
+  const file = keyFilePath(dataDir);
+  await fs.mkdir(dataDir, { recursive: true, mode: 0o700 });
   const keyring = new Keyring([[1, Keyring.generateKey()]]);
   // 'wx' fails if another process created the file in the meantime, instead of overwriting it.
   await fs.writeFile(file, keyring.serialize() + '\n', { mode: 0o600, flag: 'wx' });
   return { keyring, source: 'file', file, createdFile: file };
 }
 
-/** Adds a new master key version to the key file (the `master-key:add` command). */
+/**
+ * Loads the master keys, creating the key file on first start. Start-up itself uses
+ * `readKeyring` and creates the file only when the database holds nothing sealed yet.
+ */
+export async function loadKeyring(spec: string | undefined, dataDir: string): Promise<LoadedKeyring> {
+  return (await readKeyring(spec, dataDir)) ?? createKeyFile(dataDir);
+}
+
+/** Replaces the key file atomically (same folder, mode 0600, then rename). */
+export async function writeKeyFile(file: string, keyring: Keyring): Promise<void> {
+  const tmp = `${file}.${process.pid}.tmp`;
+  await fs.writeFile(tmp, keyring.serialize() + '\n', { mode: 0o600 });
+  await fs.rename(tmp, file);
+}
+
+/** Adds a new master key version to the key file (`keyward master-key add`). */
 export async function addKeyFileVersion(dataDir: string): Promise<{ file: string; version: number }> {
-  const file = path.join(dataDir, KEY_FILE_NAME);
+  const file = keyFilePath(dataDir);
   const current = Keyring.parse((await fs.readFile(file, 'utf8')).trim());
   const next = current.withNewVersion();
-  const tmp = `${file}.${process.pid}.tmp`;
-  await fs.writeFile(tmp, next.serialize() + '\n', { mode: 0o600 });
-  await fs.rename(tmp, file);
+  await writeKeyFile(file, next);
   return { file, version: next.newest().version };
 }

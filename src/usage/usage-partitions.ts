@@ -12,7 +12,7 @@ export const partitionName = (start: Date) =>
   `usage_events_${start.getUTCFullYear()}_${String(start.getUTCMonth() + 1).padStart(2, '0')}`;
 
 /**
- * `usage_events` is partitioned by month (ARCHITECTURE.md: Data), so that old months can be
+ * `usage_events` is partitioned by month (docs/architecture.md, Data), so that old months can be
  * detached or dropped whole and reports on recent ones touch little. This keeps the partitions
  * of this month and the next two in place, at start and hourly. Rows that arrived before their
  * month had a partition sit in the DEFAULT partition; creating the month moves them over in the

@@ -160,6 +160,11 @@ export class UsageRecorder implements OnModuleInit, BeforeApplicationShutdown {
     return this.config.durability.usageJournal;
   }
 
+  /** When the oldest record still waiting was made (for the write-lag metric). */
+  get oldestQueuedAt(): Date | undefined {
+    return this.queue[0]?.record.timestamp;
+  }
+
   /** Writes everything queued now; resolves when it is written (or has failed and is re-queued). */
   async flush(): Promise<void> {
     while (this.flushing) await this.flushing;

@@ -1000,7 +1000,7 @@ ${both((m) => cores2(m.machine))} against ${both((m) => cores2(m.bareMachine))} 
 ${both((m) => us(m.postgres))} µs per request for the usage records. To reach 70 % of the bare proxy here
 (${both((m) => us(m.goal))} req/s) on one core, Keyward would have to spend at most about ${both((m) => us(1e6 / m.goal))} µs per
 request instead of ${both((m) => us(m.keyward))}, or use more than one core (several instances behind one address,
-ARCHITECTURE.md "Many instances"), which this 2-core machine, with the fake and the load generator on it, cannot show.
+docs/architecture.md "Many instances"), which this 2-core machine, with the fake and the load generator on it, cannot show.
 The largest shares of Keyward's CPU in the profile below: JSON — ${largest('json')}; streaming — ${largest('stream')}.`;
 }
 

@@ -16,6 +16,8 @@ export interface Benchmark {
   /** The name on the command line (`npm run bench -- <name>`) and of its BENCHMARKS.md section. */
   name: string;
   description: string;
+  /** Run only when named (`npm run bench -- <name>`): too long for every run. */
+  optIn?: boolean;
   run(): Promise<void>;
 }
 

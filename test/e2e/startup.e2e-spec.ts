@@ -1,5 +1,5 @@
 import { ChildProcess, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
@@ -137,6 +137,31 @@ describe('npm start on a machine with only Node.js', () => {
     expect(users.body.users.map((u: { email: string }) => u.email)).toEqual(['first@example.test']);
     expect(await stop(running, 'SIGINT')).toBe(0);
     running = undefined;
+  });
+
+  it('refuses to start without master.keys beside the existing embedded database, and creates no new key', async () => {
+    const keyFile = path.join(dataDir, 'master.keys');
+    const original = readFileSync(keyFile, 'utf8');
+    unlinkSync(keyFile);
+    try {
+      const { DATABASE_URL: _ignored, ...inherited } = process.env;
+      const child = spawn(process.execPath, [MAIN], {
+        env: { ...inherited, PORT: '0', KEYWARD_DATA_DIR: dataDir, LOG_LEVEL: 'warn' },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let stderr = '';
+      child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+      const code = await new Promise((resolve) => child.on('exit', resolve));
+      expect(code).toBe(78);
+      expect(stderr).toContain(`${keyFile} does not exist`);
+      expect(stderr).toContain(`embedded PostgreSQL in ${dataDir}`);
+      expect(stderr).not.toMatch(/^\s+at /m);
+      expect(existsSync(keyFile)).toBe(false);
+      // The embedded server it started for the check is stopped again.
+      expect(existsSync(path.join(dataDir, 'postgres', 'postmaster.pid'))).toBe(false);
+    } finally {
+      writeFileSync(keyFile, original, { mode: 0o600 });
+    }
   });
 
   it('refuses a wrong setting with a message that names the variable and what is allowed', async () => {

@@ -58,3 +58,15 @@ export async function createTestDatabase(): Promise<string> {
 export async function dropDatabase(serverUrl: string, name: string): Promise<void> {
   await withAdminClient(serverUrl, (client) => client.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`));
 }
+
+/** A database with nothing in it, not even the migrations (a first start, a restore target). */
+export async function createEmptyDatabase(): Promise<string> {
+  const serverUrl = process.env[TEST_ENV.serverUrl];
+  const runId = process.env[TEST_ENV.runId];
+  if (!serverUrl || !runId) {
+    throw new Error('the test database is not prepared: run the tests through jest (test/support/global-setup.ts)');
+  }
+  const name = `kw_${runId}_${randomBytes(4).toString('hex')}`;
+  await withAdminClient(serverUrl, (client) => client.query(`CREATE DATABASE "${name}"`));
+  return databaseUrl(serverUrl, name);
+}
