@@ -15,6 +15,7 @@ import { tokenId } from './access-tokens.controller';
 import { AccessTokensService } from './access-tokens.service';
 import { CreateAccessTokenDto } from './dto/create-access-token.dto';
 import { ListAccessTokensQuery } from './dto/list-access-tokens.query';
+import { RequiresMfa } from '../auth/mfa/requires-mfa.decorator';
 
 /** A token as a table row shows it, with what the viewer may do to it. */
 function rowOf(token: AccessToken, req: Request) {
@@ -140,6 +141,7 @@ export class AccessTokensAdminController {
   /** htmx swaps the one row; without JavaScript the page reloads with a message. */
   @Post(':id/revoke')
   @Audit('access-token.revoke', 'AccessToken')
+  @RequiresMfa()
   @CheckPolicies((ability) => ability.can('revoke', 'AccessToken'))
   async revoke(@Req() req: Request, @Res() res: Response, @Param('id', tokenId) id: string) {
     try {

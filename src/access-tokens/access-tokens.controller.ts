@@ -6,6 +6,7 @@ import { toAccessTokenView } from './access-token.view';
 import { AccessTokensService } from './access-tokens.service';
 import { CreateAccessTokenDto } from './dto/create-access-token.dto';
 import { ListAccessTokensQuery } from './dto/list-access-tokens.query';
+import { RequiresMfa } from '../auth/mfa/requires-mfa.decorator';
 
 export const tokenId = new ParseUUIDPipe({ version: '4' });
 
@@ -39,6 +40,7 @@ export class AccessTokensController {
   @Post(':id/revoke')
   @HttpCode(200)
   @Audit('access-token.revoke', 'AccessToken')
+  @RequiresMfa()
   @CheckPolicies((ability) => ability.can('revoke', 'AccessToken'))
   async revoke(@Param('id', tokenId) id: string, @CurrentUser() actor: AuthUser) {
     return toAccessTokenView(await this.tokens.revoke(id, actor.email));

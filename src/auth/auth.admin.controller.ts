@@ -1,4 +1,4 @@
-import { Body, Controller, Get, Post, Query, Req, Res, UseGuards } from '@nestjs/common';
+import { Body, Controller, Get, Inject, Post, Query, Req, Res, UseGuards } from '@nestjs/common';
 import type { Request, Response } from 'express';
 import { auditContext } from '../audit/audit-context';
 import { SkipAudit } from '../audit/audit.decorator';
@@ -13,6 +13,10 @@ import { SessionService } from './session.service';
 import { SetupService } from './setup.service';
 import { SignInThrottlerGuard } from './signin-throttler.guard';
 import { SetupDto } from './dto/setup.dto';
+import { MfaService } from './mfa/mfa.service';
+import type { KeywardConfig } from '../config/config';
+import { KEYWARD_CONFIG } from '../config/config.constants';
+import { SkipMfaEnrolment } from './mfa/requires-mfa.decorator';
 
 /** The console's sign-in, sign-out and first-owner setup pages. */
 @Controller()
@@ -22,7 +26,14 @@ export class AuthAdminController {
     private readonly sessions: SessionService,
     private readonly setup: SetupService,
     private readonly audit: AuditService,
+    private readonly mfa: MfaService,
+    @Inject(KEYWARD_CONFIG) private readonly config: KeywardConfig,
   ) {}
+
+  /** Whether the sign-in page offers "Sign in with SSO". */
+  private get sso(): boolean {
+    return this.config.oidc !== undefined;
+  }
 
   @Get()
   @Public()
@@ -35,9 +46,9 @@ export class AuthAdminController {
   async loginPage(@Req() req: Request, @Res() res: Response, @Query('next') next?: string) {
     if (req.authUser) return res.redirect(303, safeLocalPath(next) ?? '/admin');
     if (!(await this.setup.hasUsers())) {
-      return render(req, res, 'auth/login', { title: 'Sign in', next, noUsers: true });
+      return render(req, res, 'auth/login', { title: 'Sign in', next, noUsers: true, sso: this.sso });
     }
-    render(req, res, 'auth/login', { title: 'Sign in', next: safeLocalPath(next) });
+    render(req, res, 'auth/login', { title: 'Sign in', next: safeLocalPath(next), sso: this.sso });
   }
 
   /**
@@ -58,27 +69,29 @@ export class AuthAdminController {
         req,
         res,
         'auth/login',
-        { title: 'Sign in', email, next, error: 'Enter your email and password.' },
+        { title: 'Sign in', email, next, error: 'Enter your email and password.', sso: this.sso },
         { status: 400 },
       );
     }
     try {
       const user = await this.auth.signIn(email, password, auditContext(req), 'console');
-      await this.sessions.signIn(req, user);
-      res.redirect(303, next ?? '/admin');
+      const mustEnrol = await this.mfa.mustEnrol(user.id);
+      await this.sessions.signIn(req, user, { via: 'password', mfaEnrolmentRequired: mustEnrol });
+      res.redirect(303, mustEnrol || user.mustChangePassword ? '/account' : (next ?? '/admin'));
     } catch (error) {
       if (!(error instanceof ProblemException)) throw error;
       render(
         req,
         res,
         'auth/login',
-        { title: 'Sign in', email, next, error: error.problem.detail },
+        { title: 'Sign in', email, next, error: error.problem.detail, sso: this.sso },
         { status: error.getStatus() },
       );
     }
   }
 
   @Post('logout')
+  @SkipMfaEnrolment()
   @CheckPolicies(() => true)
   @SkipAudit()
   async logout(@Req() req: Request, @Res() res: Response) {

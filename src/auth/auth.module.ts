@@ -1,5 +1,5 @@
 import { Module } from '@nestjs/common';
-import { APP_GUARD } from '@nestjs/core';
+import { APP_GUARD, APP_INTERCEPTOR } from '@nestjs/core';
 import { JwtModule } from '@nestjs/jwt';
 import { PassportModule } from '@nestjs/passport';
 import { ThrottlerModule } from '@nestjs/throttler';
@@ -18,6 +18,10 @@ import { SignInThrottlerGuard } from './signin-throttler.guard';
 import { UsersAdminController } from './users/users.admin.controller';
 import { UsersController } from './users/users.controller';
 import { UsersService } from './users/users.service';
+import { AccountAdminApiController, AccountController } from './account/account.controller';
+import { AccountAdminController } from './account/account.admin.controller';
+import { MfaInterceptor } from './mfa/mfa.interceptor';
+import { MfaService } from './mfa/mfa.service';
 
 /**
  * Accounts, sign-in and permissions. Its two global guards run on every route: first
@@ -35,7 +39,15 @@ import { UsersService } from './users/users.service';
       }),
     }),
   ],
-  controllers: [AuthController, AuthAdminController, UsersController, UsersAdminController],
+  controllers: [
+    AuthController,
+    AuthAdminController,
+    UsersController,
+    UsersAdminController,
+    AccountController,
+    AccountAdminApiController,
+    AccountAdminController,
+  ],
   providers: [
     AuthService,
     UsersService,
@@ -46,7 +58,10 @@ import { UsersService } from './users/users.service';
     SignInThrottlerGuard,
     { provide: APP_GUARD, useClass: AuthenticationGuard },
     { provide: APP_GUARD, useClass: PoliciesGuard },
+    MfaService,
+    // Step-up on routes marked @RequiresMfa(), for every module.
+    { provide: APP_INTERCEPTOR, useClass: MfaInterceptor },
   ],
-  exports: [UsersService, SetupService, SessionService],
+  exports: [UsersService, SetupService, SessionService, MfaService],
 })
 export class AuthModule {}

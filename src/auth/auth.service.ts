@@ -58,6 +58,16 @@ export class AuthService {
       await fail('unknown email');
       throw INVALID_CREDENTIALS();
     }
+    if (!user.passwordHash) {
+      await verifyPassword(await dummyHash(), password);
+      await fail('single sign-on account: password sign-in refused');
+      throw new ProblemException(
+        401,
+        'sso-only-account',
+        'Sign-in failed',
+        'This account signs in through single sign-on only: use “Sign in with SSO”.',
+      );
+    }
     if (!(await verifyPassword(user.passwordHash, password))) {
       await fail('wrong password');
       throw INVALID_CREDENTIALS();
@@ -80,18 +90,22 @@ export class AuthService {
     return user;
   }
 
-  async issueAccessToken(user: User): Promise<AccessTokenResponse> {
+  /**
+   * A bearer JWT with `exp` (always), the user's token version (`tv`) and, when the caller gave
+   * a second factor just now, `mfa_at` — which lets sensitive operations through for the
+   * step-up window without a code on each request.
+   */
+  async issueAccessToken(user: User, options: { mfaVerifiedAt?: number } = {}): Promise<AccessTokenResponse> {
     const expiresIn = this.config.jwt.ttlSeconds;
-    const accessToken = await this.jwt.signAsync(
-      { sub: user.id, role: user.role },
-      {
-        secret: jwtSecret(this.config, this.secrets),
-        expiresIn,
-        issuer: JWT_ISSUER,
-        audience: JWT_AUDIENCE,
-        algorithm: 'HS256',
-      },
-    );
+    const claims: Record<string, unknown> = { sub: user.id, role: user.role, tv: user.tokenVersion };
+    if (options.mfaVerifiedAt) claims.mfa_at = Math.floor(options.mfaVerifiedAt / 1000);
+    const accessToken = await this.jwt.signAsync(claims, {
+      secret: jwtSecret(this.config, this.secrets),
+      expiresIn,
+      issuer: JWT_ISSUER,
+      audience: JWT_AUDIENCE,
+      algorithm: 'HS256',
+    });
     return { accessToken, tokenType: 'Bearer', expiresIn };
   }
 }

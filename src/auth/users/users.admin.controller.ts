@@ -16,6 +16,7 @@ import { UpdateUserDto } from './dto/update-user.dto';
 import type { User } from './user.entity';
 import { uuid } from './users.controller';
 import { UsersService } from './users.service';
+import { RequiresMfa } from '../mfa/requires-mfa.decorator';
 
 /** A user as a table row shows it, with what the viewer may do to it. */
 function rowOf(user: User, req: Request) {
@@ -106,6 +107,7 @@ export class UsersAdminController {
 
   @Post(':id/role')
   @Audit('user.update', 'User')
+  @RequiresMfa()
   @CheckPolicies((ability) => ability.can('update', 'User'))
   async changeRole(
     @Req() req: Request,
@@ -122,6 +124,7 @@ export class UsersAdminController {
 
   @Post(':id/disable')
   @Audit('user.disable', 'User')
+  @RequiresMfa()
   @CheckPolicies((ability) => ability.can('disable', 'User'))
   async disable(@Req() req: Request, @Res() res: Response, @Param('id', uuid) id: string) {
     await this.applyAndShowRow(req, res, id, { disabled: true }, 'User disabled and signed out.');
