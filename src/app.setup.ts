@@ -16,7 +16,7 @@ import { GatewayService } from './gateway/gateway.service';
 import type { PostgresDriver } from 'typeorm/driver/postgres/PostgresDriver';
 import { AuditService } from './audit/audit.service';
 import { UsersService } from './auth/users/users.service';
-import { clientIp, isMachineRequest, userAgent } from './common/http';
+import { clientIp, isMachineRequest, readCookie, userAgent } from './common/http';
 import { helpers } from './common/handlebars';
 import { projectRoot } from './common/paths';
 import { SecretsService } from './crypto/secrets.service';
@@ -173,20 +173,6 @@ function anonymousCsrfState(name: string, secure: boolean, key: Buffer) {
       req.res?.cookie(name, `${token}.${sign(token)}`, { httpOnly: true, sameSite: 'lax', secure, path: '/' });
     },
   };
-}
-
-function readCookie(req: Request, name: string): string | undefined {
-  for (const part of (req.headers.cookie ?? '').split(';')) {
-    const eq = part.indexOf('=');
-    if (eq > 0 && part.slice(0, eq).trim() === name) {
-      try {
-        return decodeURIComponent(part.slice(eq + 1).trim());
-      } catch {
-        return undefined;
-      }
-    }
-  }
-  return undefined;
 }
 
 async function recordCsrfRejection(req: Request, audit: AuditService, users: UsersService): Promise<void> {

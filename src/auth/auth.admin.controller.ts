@@ -1,4 +1,4 @@
-import { Body, Controller, Get, Inject, Post, Query, Req, Res, UseGuards } from '@nestjs/common';
+import { Body, Controller, Get, Inject, Optional, Post, Query, Req, Res, UseGuards } from '@nestjs/common';
 import type { Request, Response } from 'express';
 import { auditContext } from '../audit/audit-context';
 import { SkipAudit } from '../audit/audit.decorator';
@@ -14,6 +14,8 @@ import { SetupService } from './setup.service';
 import { SignInThrottlerGuard } from './signin-throttler.guard';
 import { SetupDto } from './dto/setup.dto';
 import { MfaService } from './mfa/mfa.service';
+import type { OidcClient } from './oidc/oidc.client';
+import { OIDC_CLIENT } from './oidc/oidc.strategy';
 import type { KeywardConfig } from '../config/config';
 import { KEYWARD_CONFIG } from '../config/config.constants';
 import { SkipMfaEnrolment } from './mfa/requires-mfa.decorator';
@@ -28,6 +30,7 @@ export class AuthAdminController {
     private readonly audit: AuditService,
     private readonly mfa: MfaService,
     @Inject(KEYWARD_CONFIG) private readonly config: KeywardConfig,
+    @Optional() @Inject(OIDC_CLIENT) private readonly oidc: OidcClient | null,
   ) {}
 
   /** Whether the sign-in page offers "Sign in with SSO". */
@@ -96,9 +99,22 @@ export class AuthAdminController {
   @SkipAudit()
   async logout(@Req() req: Request, @Res() res: Response) {
     const context = auditContext(req);
+    const viaSso = req.session.via === 'sso';
     await this.sessions.destroy(req);
     res.clearCookie(req.app.get('session cookie name') as string);
-    await this.audit.record(context, { action: 'auth.signout', outcome: 'success', status: 303 });
+    // Signed in through SSO: sign out at the provider too, which then sends the browser back.
+    const providerSignOut = viaSso ? await this.oidc?.endSessionUrl() : undefined;
+    await this.audit.record(context, {
+      action: 'auth.signout',
+      outcome: 'success',
+      status: 303,
+      details: viaSso ? { channel: 'sso', atProvider: providerSignOut !== undefined } : {},
+    });
+    // A page with a link rather than a redirect: the CSP's form-action keeps a form's redirect
+    // from leaving Keyward's origin.
+    if (providerSignOut) {
+      return render(req, res, 'auth/signed-out', { title: 'Signed out', providerSignOut, sso: true });
+    }
     res.redirect(303, '/login');
   }
 

@@ -22,6 +22,10 @@ import { AccountAdminApiController, AccountController } from './account/account.
 import { AccountAdminController } from './account/account.admin.controller';
 import { MfaInterceptor } from './mfa/mfa.interceptor';
 import { MfaService } from './mfa/mfa.service';
+import { OidcClient } from './oidc/oidc.client';
+import { OidcController } from './oidc/oidc.controller';
+import { OIDC_CLIENT, OidcGuard, OidcStrategy } from './oidc/oidc.strategy';
+import { SecretsService } from '../crypto/secrets.service';
 
 /**
  * Accounts, sign-in and permissions. Its two global guards run on every route: first
@@ -47,6 +51,7 @@ import { MfaService } from './mfa/mfa.service';
     AccountController,
     AccountAdminApiController,
     AccountAdminController,
+    OidcController,
   ],
   providers: [
     AuthService,
@@ -61,6 +66,22 @@ import { MfaService } from './mfa/mfa.service';
     MfaService,
     // Step-up on routes marked @RequiresMfa(), for every module.
     { provide: APP_INTERCEPTOR, useClass: MfaInterceptor },
+    // Single sign-on exists only when configured: both factories return null otherwise, and
+    // the 'oidc' passport strategy is never registered.
+    {
+      provide: OIDC_CLIENT,
+      inject: [KEYWARD_CONFIG, SecretsService],
+      useFactory: (config: KeywardConfig, secrets: SecretsService) =>
+        config.oidc
+          ? new OidcClient(config.oidc, config.publicUrl, secrets.derive('oidc-flow'), config.session.cookieSecure)
+          : null,
+    },
+    {
+      provide: OidcStrategy,
+      inject: [OIDC_CLIENT, AuthService],
+      useFactory: (client: OidcClient | null, auth: AuthService) => (client ? new OidcStrategy(client, auth) : null),
+    },
+    OidcGuard,
   ],
   exports: [UsersService, SetupService, SessionService, MfaService],
 })

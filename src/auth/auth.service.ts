@@ -9,6 +9,7 @@ import { SecretsService } from '../crypto/secrets.service';
 import type { User } from './users/user.entity';
 import { UsersService } from './users/users.service';
 import { dummyHash, verifyPassword } from './password';
+import { OidcRefusal, type OidcIdentity } from './oidc/oidc.client';
 
 export const JWT_ISSUER = 'keyward';
 export const JWT_AUDIENCE = 'keyward-api';
@@ -88,6 +89,55 @@ export class AuthService {
       },
     );
     return user;
+  }
+
+  /**
+   * A sign-in through OpenID Connect: the linked (or same-email) account, or a new SSO-only
+   * account created just in time with the role mapped from the provider's claim. Recorded
+   * either way.
+   */
+  async signInWithSso(identity: OidcIdentity, context: AuditContext): Promise<{ user: User; created: boolean }> {
+    const { user, created, roleChanged } = await this.users.findOrCreateSso(
+      identity.subject,
+      identity.email,
+      identity.role,
+    );
+    const actor = { id: user.id, email: user.email, role: user.role };
+    if (user.disabledAt) {
+      throw new OidcRefusal('account disabled', 'This account is disabled; ask an admin.', user.email);
+    }
+    if (created) {
+      await this.audit.record(
+        { ...context, actor },
+        {
+          action: 'user.sso-provisioned',
+          outcome: 'success',
+          status: 201,
+          target: { type: 'User', id: user.id },
+          details: { role: user.role },
+        },
+      );
+    }
+    await this.users.recordSignIn(user.id);
+    await this.audit.record(
+      { ...context, actor },
+      {
+        action: 'auth.signin',
+        outcome: 'success',
+        status: 200,
+        target: { type: 'User', id: user.id },
+        details: { channel: 'sso', created, ...(roleChanged ? { roleFromClaim: user.role } : {}) },
+      },
+    );
+    return { user, created };
+  }
+
+  /** Records a single sign-on attempt the provider or Keyward's rules refused. */
+  async recordSsoRefusal(refusal: OidcRefusal, context: AuditContext): Promise<void> {
+    await this.audit.record(
+      { ...context, actor: refusal.email ? { id: null, email: refusal.email, role: null } : null },
+      { action: 'auth.signin', outcome: 'failure', status: 403, reason: refusal.reason, details: { channel: 'sso' } },
+    );
   }
 
   /**
