@@ -14,6 +14,10 @@ import { SetupService } from './setup.service';
 import { SignInThrottlerGuard } from './signin-throttler.guard';
 import { SetupDto } from './dto/setup.dto';
 import { MfaService } from './mfa/mfa.service';
+import { PendingSignIns } from './mfa/pending-sign-in';
+import { UsersService } from './users/users.service';
+import type { User } from './users/user.entity';
+import { SecretsService } from '../crypto/secrets.service';
 import type { OidcClient } from './oidc/oidc.client';
 import { OIDC_CLIENT } from './oidc/oidc.strategy';
 import type { KeywardConfig } from '../config/config';
@@ -31,7 +35,13 @@ export class AuthAdminController {
     private readonly mfa: MfaService,
     @Inject(KEYWARD_CONFIG) private readonly config: KeywardConfig,
     @Optional() @Inject(OIDC_CLIENT) private readonly oidc: OidcClient | null,
-  ) {}
+    private readonly users: UsersService,
+    secrets: SecretsService,
+  ) {
+    this.pending = new PendingSignIns(secrets.derive('mfa-pending-sign-in'), config.session.cookieSecure);
+  }
+
+  private readonly pending: PendingSignIns;
 
   /** Whether the sign-in page offers "Sign in with SSO". */
   private get sso(): boolean {
@@ -78,9 +88,12 @@ export class AuthAdminController {
     }
     try {
       const user = await this.auth.signIn(email, password, auditContext(req), 'console');
-      const mustEnrol = await this.mfa.mustEnrol(user.id);
-      await this.sessions.signIn(req, user, { via: 'password', mfaEnrolmentRequired: mustEnrol });
-      res.redirect(303, mustEnrol || user.mustChangePassword ? '/account' : (next ?? '/admin'));
+      if (await this.mfa.isEnrolled(user.id)) {
+        // The second factor comes next; until then there is no session.
+        this.pending.issue(res, { userId: user.id, tokenVersion: user.tokenVersion, next });
+        return render(req, res, 'auth/login-mfa', { title: 'Sign in: second factor' });
+      }
+      await this.completeSignIn(req, res, user, next, false);
     } catch (error) {
       if (!(error instanceof ProblemException)) throw error;
       render(
@@ -91,6 +104,45 @@ export class AuthAdminController {
         { status: error.getStatus() },
       );
     }
+  }
+
+  /** The second step of a sign-in for accounts with a second factor. */
+  @Post('login/mfa')
+  @Public()
+  @SkipAudit()
+  @UseGuards(SignInThrottlerGuard)
+  async loginMfa(@Req() req: Request, @Res() res: Response, @Body() body: Record<string, unknown>) {
+    const pending = this.pending.read(req);
+    const user = pending ? await this.users.findActive(pending.userId) : null;
+    if (!pending || !user || user.disabledAt || user.tokenVersion !== pending.tokenVersion) {
+      this.pending.clear(res);
+      return render(
+        req,
+        res,
+        'auth/login',
+        { title: 'Sign in', error: 'The sign-in expired; enter your email and password again.', sso: this.sso },
+        { status: 401 },
+      );
+    }
+    const code = typeof body.code === 'string' ? body.code.slice(0, 32) : '';
+    const context = { ...auditContext(req), actor: { id: user.id, email: user.email, role: user.role } };
+    if (!code || !(await this.mfa.verify(user, code, context))) {
+      return render(
+        req,
+        res,
+        'auth/login-mfa',
+        { title: 'Sign in: second factor', error: 'That code is wrong or was already used.' },
+        { status: 401 },
+      );
+    }
+    this.pending.clear(res);
+    await this.completeSignIn(req, res, user, pending.next, true);
+  }
+
+  private async completeSignIn(req: Request, res: Response, user: User, next: string | undefined, mfa: boolean) {
+    const mustEnrol = !mfa && (await this.mfa.mustEnrol(user.id));
+    await this.sessions.signIn(req, user, { via: 'password', mfaVerified: mfa, mfaEnrolmentRequired: mustEnrol });
+    res.redirect(303, mustEnrol || user.mustChangePassword ? '/account' : (next ?? '/admin'));
   }
 
   @Post('logout')

@@ -38,6 +38,15 @@ export class AuthController {
       );
     }
     let mfaVerifiedAt: number | undefined;
+    if (!body.mfaCode && (await this.mfa.isEnrolled(user.id))) {
+      throw new ProblemException(
+        401,
+        'mfa-required',
+        'Second factor required',
+        'This account has a second factor: send mfaCode with the current code from the authenticator (or a recovery code).',
+        { field: 'mfaCode' },
+      );
+    }
     if (body.mfaCode) {
       const actor = { ...context, actor: { id: user.id, email: user.email, role: user.role } };
       if (!(await this.mfa.verify(user, body.mfaCode, actor))) throw this.mfa.wrongCode();

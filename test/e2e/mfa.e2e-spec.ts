@@ -153,6 +153,9 @@ describe('MFA: enrolment, recovery codes and step-up on sensitive operations', (
       .send({ ...OWNER, mfaCode: recoveryCodes[1] })
       .expect(200);
     const stepUp = (res.body as { accessToken: string }).accessToken;
+    // An account with a second factor gets no token for the password alone.
+    const passwordOnly = await request(t.http).post('/api/auth/token').send(OWNER).expect(401);
+    expect(passwordOnly.body).toMatchObject({ type: 'urn:keyward:problem:mfa-required', field: 'mfaCode' });
     const id = await addKey('Step-up token');
     await api().post(`/api/admin/api-keys/${id}/revoke`, stepUp).expect(200);
     await request(t.http)
@@ -163,9 +166,54 @@ describe('MFA: enrolment, recovery codes and step-up on sensitive operations', (
 
   describe('in the console', () => {
     let owner: ConsoleSession;
+
+    /** Signs in with password and code: the sign-in's second factor counts as a fresh step-up. */
+    async function signInWithCode(code: string): Promise<ConsoleSession> {
+      const s = new ConsoleSession(t.http);
+      await s.page('/login');
+      const first = await s.post('/login', { email: OWNER.email, password: OWNER.password });
+      expect(first.status).toBe(200);
+      expect(first.text).toContain('action="/login/mfa"');
+      s.csrf = csrfFrom(first.text) ?? s.csrf;
+      const second = await s.post('/login/mfa', { code });
+      expect(second.status).toBe(303);
+      await s.page('/admin');
+      return s;
+    }
+    /** As if the step-up was given longer ago than the window (10 minutes). */
+    async function stepUpExpired(): Promise<void> {
+      await t.dataSource.query(
+        `UPDATE sessions SET sess = jsonb_set(sess::jsonb, '{mfaVerifiedAt}',
+           to_jsonb((extract(epoch FROM now()) * 1000 - 11 * 60000)::bigint))::json
+          WHERE sess->>'mfaVerifiedAt' IS NOT NULL`,
+      );
+    }
+
     beforeAll(async () => {
-      owner = new ConsoleSession(t.http);
-      await owner.signIn();
+      owner = await signInWithCode(recoveryCodes[6]);
+      await stepUpExpired();
+    });
+
+    it('asks an account with a second factor for a code at sign-in, with no session until it is given', async () => {
+      const s = new ConsoleSession(t.http);
+      await s.page('/login');
+      const before = ((await t.dataSource.query(`SELECT count(*)::int AS n FROM sessions`)) as { n: number }[])[0].n;
+      const first = await s.post('/login', { email: OWNER.email, password: OWNER.password });
+      expect(first.text).toContain('Second factor');
+      s.csrf = csrfFrom(first.text) ?? s.csrf;
+      const wrong = await s.post('/login/mfa', { code: '000000' });
+      expect(wrong.status).toBe(401);
+      expect(wrong.text).toContain('wrong or was already used');
+      expect(((await t.dataSource.query(`SELECT count(*)::int AS n FROM sessions`)) as { n: number }[])[0].n).toBe(
+        before,
+      );
+      expect((await s.agent.get('/admin').redirects(0)).headers.location).toMatch(/^\/login/);
+      // A code without the password step before it (no signed pending cookie) leads nowhere.
+      const stranger = new ConsoleSession(t.http);
+      await stranger.page('/login');
+      const forged = await stranger.post('/login/mfa', { code: recoveryCodes[8] });
+      expect(forged.status).toBe(401);
+      expect(forged.text).toContain('The sign-in expired');
     });
 
     it('answers an htmx revoke with a code prompt in place, which continues the revoke with the code', async () => {
@@ -198,8 +246,8 @@ describe('MFA: enrolment, recovery codes and step-up on sensitive operations', (
     });
 
     it('without JavaScript shows a page whose form continues the action', async () => {
-      const s = new ConsoleSession(t.http);
-      await s.signIn();
+      const s = await signInWithCode(recoveryCodes[7]);
+      await stepUpExpired();
       const id = await addKey('Plain step-up');
       const refused = await s.post(`/admin/keys/${id}/revoke`, { confirm: 'yes' });
       expect(refused.status).toBe(401);
