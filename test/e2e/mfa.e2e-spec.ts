@@ -322,4 +322,16 @@ describe('MFA: enrolment, recovery codes and step-up on sensitive operations', (
       .send({ requiredForAll: false })
       .expect(200);
   });
+
+  it('never wrote a code or the secret into the audit log or the logs', async () => {
+    const auditText = JSON.stringify(await t.dataSource.query(`SELECT * FROM audit_log`));
+    for (const text of [auditText, t.logs.text]) {
+      expect(text).not.toContain(secret);
+      for (const code of recoveryCodes) {
+        expect(text).not.toContain(code);
+        expect(text).not.toContain(code.toUpperCase());
+      }
+    }
+    expect(auditText).not.toContain('mfaPasscode');
+  });
 });
