@@ -101,6 +101,7 @@ export class AuthService {
       identity.subject,
       identity.email,
       identity.role,
+      identity.emailVerified,
     );
     const actor = { id: user.id, email: user.email, role: user.role };
     if (user.disabledAt) {

@@ -25,6 +25,8 @@ const ACCOUNTS = {
   olga: { email: 'olga@corp.example', email_verified: true, groups: ['keyward-ops'] },
   bob: { email: 'bob@corp.example', email_verified: true, groups: [] },
   eve: { email: 'eve@elsewhere.example', email_verified: true, groups: ['keyward-admins'] },
+  // Names the email of an existing password account without the provider vouching for it.
+  mallory: { email: 'taken@corp.example', groups: ['keyward-admins'] },
 };
 
 async function freePort(): Promise<number> {
@@ -214,6 +216,23 @@ async function startProvider(base: string): Promise<{ issuer: string; process: C
       ['eve@elsewhere.example'],
     );
     expect(entry).toEqual({ outcome: 'failure', reason: 'email domain elsewhere.example not allowed' });
+    await context.close();
+  });
+
+  it('does not hand an existing account to an SSO sign-in whose email the provider has not verified', async () => {
+    const owner = await request(t.http)
+      .post('/api/auth/token')
+      .send({ email: 'owner@example.test', password: 'owner-password-123' })
+      .expect(200);
+    await request(t.http)
+      .post('/api/admin/users')
+      .set('Authorization', `Bearer ${(owner.body as { accessToken: string }).accessToken}`)
+      .send({ email: 'taken@corp.example', password: 'taken-password-123', role: 'operator' })
+      .expect(201);
+    const { context, page } = await ssoSignIn('mallory');
+    expect(page.url()).toMatch(new RegExp(`^${base}/auth/oidc/callback`));
+    expect(await page.textContent('.card .flash-error')).toContain('must confirm the email is verified');
+    expect(await userRow('taken@corp.example')).toMatchObject({ role: 'operator', sso_only: false, sso_subject: null });
     await context.close();
   });
 

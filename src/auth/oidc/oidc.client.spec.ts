@@ -33,7 +33,12 @@ describe('OidcClient: who a sign-in is and which role it gets', () => {
       { sub: 'u-1', email: 'Ada@ACME.example', email_verified: true, groups: ['keyward-ops'] },
       ISSUER,
     );
-    expect(identity).toEqual({ subject: `${ISSUER} u-1`, email: 'ada@acme.example', role: 'operator' });
+    expect(identity).toEqual({
+      subject: `${ISSUER} u-1`,
+      email: 'ada@acme.example',
+      emailVerified: true,
+      role: 'operator',
+    });
   });
 
   it('refuses other domains, unverified emails and a missing email', () => {

@@ -20,6 +20,8 @@ export interface OidcIdentity {
   /** `<issuer> <sub>`: stable even if the email changes at the provider. */
   subject: string;
   email: string;
+  /** The provider said the email is verified (`email_verified: true`), not merely did not deny it. */
+  emailVerified: boolean;
   role: Role;
 }
 
@@ -204,7 +206,7 @@ export class OidcClient {
         email,
       );
     }
-    return { subject: `${issuer} ${String(claims.sub)}`, email, role };
+    return { subject: `${issuer} ${String(claims.sub)}`, email, emailVerified: claims.email_verified === true, role };
   }
 
   /** The most privileged role any value of the claim maps to; else the default role. */

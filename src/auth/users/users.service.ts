@@ -9,6 +9,7 @@ import type { CreateUserDto } from './dto/create-user.dto';
 import type { ListUsersQuery } from './dto/list-users.query';
 import type { UpdateUserDto } from './dto/update-user.dto';
 import { User } from './user.entity';
+import { OidcRefusal } from '../oidc/oidc.client';
 
 function forbidden(error: unknown): never {
   if (error instanceof ForbiddenError) {
@@ -221,11 +222,20 @@ export class UsersService {
     ssoSubject: string,
     email: string,
     role: Role,
+    emailVerified: boolean,
   ): Promise<{ user: User; created: boolean; roleChanged: boolean }> {
     return this.dataSource.transaction(async (manager) => {
-      let user =
-        (await manager.findOneBy(User, { ssoSubject })) ??
-        (await manager.findOneBy(User, { email: email.trim().toLowerCase() }));
+      const linked = await manager.findOneBy(User, { ssoSubject });
+      let user = linked ?? (await manager.findOneBy(User, { email: email.trim().toLowerCase() }));
+      // Taking over an account that exists in Keyward needs the provider's word that the email
+      // is verified: otherwise whoever can name an email at the provider would own the account.
+      if (user && !linked && !emailVerified) {
+        throw new OidcRefusal(
+          'email not verified for an existing account',
+          'An account with this email exists; your provider must confirm the email is verified before it can sign in to it.',
+          user.email,
+        );
+      }
       if (!user) {
         const inserted = manager.create(User, {
           email: email.trim().toLowerCase(),
