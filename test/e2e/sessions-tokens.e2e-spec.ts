@@ -206,4 +206,36 @@ describe('Sessions and tokens: exp, token version, password change and reset, ow
       .expect(403);
     await apiToken(t.http, OWNER.email, OWNER.password);
   });
+
+  it('resets a password from the Users page, with and without htmx', async () => {
+    const user = await createUser(t.http, ownerToken, 'auditor');
+    const owner = new ConsoleSession(t.http);
+    await owner.signIn();
+    const page = await owner.page('/admin/users');
+    expect(page.text).toContain(`action="/admin/users/${user.id}/password"`);
+
+    const short = await owner.htmx('post', `/admin/users/${user.id}/password`, { password: 'short' });
+    expect(short.status).toBe(400);
+    const row = await owner.htmx('post', `/admin/users/${user.id}/password`, { password: 'temporary-password-11' });
+    expect(row.status).toBe(200);
+    expect(row.text).toMatch(new RegExp(`^<tr id="user-${user.id}">`));
+    expect(row.text).toContain('they choose a new one at next sign-in');
+    expect(row.text).not.toContain('temporary-password-11');
+    await request(t.http)
+      .post('/api/auth/token')
+      .send({ email: user.email, password: 'temporary-password-11' })
+      .expect(403);
+
+    const plain = await owner.post(`/admin/users/${user.id}/password`, { password: 'temporary-password-12' });
+    expect(plain.status).toBe(303);
+    expect((await owner.page('/admin/users')).text).toContain('password reset');
+    const audit = await t.dataSource.query<{ outcome: string }[]>(
+      `SELECT outcome FROM audit_log WHERE action = 'user.password-reset' AND target_id = $1 ORDER BY seq`,
+      [user.id],
+    );
+    expect(audit.map((a) => a.outcome)).toEqual(['failure', 'success', 'success']);
+    expect(JSON.stringify(await t.dataSource.query(`SELECT details FROM audit_log`))).not.toContain(
+      'temporary-password-1',
+    );
+  });
 });
