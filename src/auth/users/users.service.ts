@@ -244,7 +244,15 @@ export class UsersService {
           disabledAt: null,
           ssoSubject,
         });
-        await manager.insert(User, inserted);
+        try {
+          await manager.insert(User, inserted);
+        } catch (error) {
+          // Two first sign-ins at once: the other one created the account.
+          if ((error as { code?: string }).code === '23505') {
+            throw new OidcRefusal('concurrent first sign-in', 'Your account was just created; sign in again.', email);
+          }
+          throw error;
+        }
         user = await manager.findOneByOrFail(User, { id: inserted.id });
         return { user, created: true, roleChanged: false };
       }
