@@ -7,6 +7,7 @@ import session from 'express-session';
 import helmet from 'helmet';
 import { Logger } from 'nestjs-pino';
 import type { IncomingMessage, Server as HttpServer, ServerResponse } from 'node:http';
+import { createHmac, timingSafeEqual } from 'node:crypto';
 import * as path from 'node:path';
 import proxyAddr from 'proxy-addr';
 import type { Pool } from 'pg';
@@ -16,7 +17,7 @@ import { ShutdownService } from './lifecycle/shutdown.service';
 import type { PostgresDriver } from 'typeorm/driver/postgres/PostgresDriver';
 import { AuditService } from './audit/audit.service';
 import { UsersService } from './auth/users/users.service';
-import { clientIp, isMachineRequest, userAgent } from './common/http';
+import { clientIp, isMachineRequest, readCookie, userAgent } from './common/http';
 import { helpers } from './common/handlebars';
 import { projectRoot } from './common/paths';
 import { SecretsService } from './crypto/secrets.service';
@@ -125,10 +126,22 @@ export async function configureApp(app: NestExpressApplication, runtime: Keyward
     ),
   );
 
+  const anonymousCsrf = anonymousCsrfState(
+    config.session.cookieSecure ? '__Host-keyward-csrf' : 'keyward.csrf',
+    config.session.cookieSecure,
+    secrets.derive('csrf-cookie'),
+  );
   const csrf = csrfSync({
     getTokenFromRequest: (req) => {
       const fromBody = (req.body as { _csrf?: unknown } | undefined)?._csrf;
       return typeof fromBody === 'string' ? fromBody : req.get('x-csrf-token');
+    },
+    // Signed-in: the token lives in the session. Anonymous (the sign-in and setup forms): in
+    // a signed cookie, so that showing a form stores no session row.
+    getTokenFromState: (req) => (req.session?.userId ? req.session.csrfToken : anonymousCsrf.read(req)),
+    storeTokenInState: (req, token) => {
+      if (req.session?.userId) req.session.csrfToken = token;
+      else anonymousCsrf.store(req, token);
     },
   });
   const audit = app.get(AuditService);
@@ -141,6 +154,38 @@ export async function configureApp(app: NestExpressApplication, runtime: Keyward
       });
     }),
   );
+}
+
+/**
+ * The CSRF token of a visitor who is not signed in, kept in an HttpOnly cookie with an HMAC
+ * (signed double submit): a form must echo the token, a forged request from another site can
+ * neither read the cookie nor mint a valid one.
+ */
+function anonymousCsrfState(name: string, secure: boolean, key: Buffer) {
+  const sign = (token: string) => createHmac('sha256', key).update(token).digest('base64url');
+  const cached = new WeakMap<Request, string>();
+  return {
+    read(req: Request): string | undefined {
+      const mine = cached.get(req);
+      if (mine) return mine;
+      const raw = readCookie(req, name);
+      const dot = raw?.lastIndexOf('.') ?? -1;
+      if (!raw || dot <= 0) return undefined;
+      const token = raw.slice(0, dot);
+      const mac = Buffer.from(raw.slice(dot + 1));
+      const expected = Buffer.from(sign(token));
+      return mac.length === expected.length && timingSafeEqual(mac, expected) ? token : undefined;
+    },
+    store(req: Request, token: string | null | undefined): void {
+      if (!token) {
+        cached.delete(req);
+        req.res?.clearCookie(name, { path: '/' });
+        return;
+      }
+      cached.set(req, token);
+      req.res?.cookie(name, `${token}.${sign(token)}`, { httpOnly: true, sameSite: 'lax', secure, path: '/' });
+    },
+  };
 }
 
 async function recordCsrfRejection(req: Request, audit: AuditService, users: UsersService): Promise<void> {

@@ -19,6 +19,7 @@ import { tokenId } from './access-tokens.controller';
 import { AccessTokensService } from './access-tokens.service';
 import { CreateAccessTokenDto, UpdateAccessTokenDto } from './dto/create-access-token.dto';
 import { ListAccessTokensQuery } from './dto/list-access-tokens.query';
+import { RequiresMfa } from '../auth/mfa/requires-mfa.decorator';
 import type { BudgetView } from './token-budgets';
 
 /** What each grant lets a token do, for the checkboxes. */
@@ -316,6 +317,7 @@ export class AccessTokensAdminController {
   /** htmx swaps the one row; without JavaScript the page reloads with a message. */
   @Post(':id/revoke')
   @Audit('access-token.revoke', 'AccessToken')
+  @RequiresMfa()
   @CheckPolicies((ability) => ability.can('revoke', 'AccessToken'))
   async revoke(@Req() req: Request, @Res() res: Response, @Param('id', tokenId) id: string) {
     try {

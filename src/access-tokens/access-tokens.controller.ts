@@ -7,6 +7,7 @@ import { AccessTokensService } from './access-tokens.service';
 import { ReplaceBudgetsDto } from './dto/budget.dto';
 import { CreateAccessTokenDto, UpdateAccessTokenDto } from './dto/create-access-token.dto';
 import { ListAccessTokensQuery } from './dto/list-access-tokens.query';
+import { RequiresMfa } from '../auth/mfa/requires-mfa.decorator';
 
 export const tokenId = new ParseUUIDPipe({ version: '4' });
 
@@ -63,6 +64,7 @@ export class AccessTokensController {
   @Post(':id/revoke')
   @HttpCode(200)
   @Audit('access-token.revoke', 'AccessToken')
+  @RequiresMfa()
   @CheckPolicies((ability) => ability.can('revoke', 'AccessToken'))
   async revoke(@Param('id', tokenId) id: string, @CurrentUser() actor: AuthUser) {
     await this.tokens.revoke(id, actor.email);

@@ -1,3 +1,4 @@
+import { RequiresMfa } from '../auth/mfa/requires-mfa.decorator';
 import { Body, Controller, Get, Param, Post, Query, Req, Res } from '@nestjs/common';
 import type { Request, Response } from 'express';
 import type { AppAbility } from '../auth/abilities';
@@ -250,7 +251,7 @@ export class AlertsAdminController {
     res.redirect(303, '/admin/alerts#rules');
   }
 
-  // MFA: sensitive
+  @RequiresMfa()
   @Post('channels')
   @Audit('alert-channel.create', 'AlertChannel')
   @CheckPolicies((ability) => ability.can('create', 'Alert'))
@@ -302,7 +303,7 @@ export class AlertsAdminController {
     await this.renderPage(req, res, Object.assign(new ListAlertsQuery(), { page: 1, pageSize: 50 }), extra, 400);
   }
 
-  // MFA: sensitive
+  @RequiresMfa()
   @Post('channels/:id/delete')
   @Audit('alert-channel.delete', 'AlertChannel')
   @CheckPolicies((ability) => ability.can('delete', 'Alert'))

@@ -1,3 +1,4 @@
+import { RequiresMfa } from '../auth/mfa/requires-mfa.decorator';
 import { Body, Controller, Delete, Get, HttpCode, Param, ParseUUIDPipe, Patch, Post, Query } from '@nestjs/common';
 import type { AuthUser } from '../auth/auth.types';
 import { CheckPolicies, CurrentUser } from '../auth/decorators';
@@ -68,7 +69,7 @@ export class AlertChannelsController {
   }
 
   /** 201 with the view; a webhook whose secret Keyward generated also gets `signingSecret`, once. */
-  // MFA: sensitive
+  @RequiresMfa()
   @Post()
   @Audit('alert-channel.create', 'AlertChannel')
   @CheckPolicies((ability) => ability.can('create', 'Alert'))
@@ -83,7 +84,7 @@ export class AlertChannelsController {
     return this.channels.get(id);
   }
 
-  // MFA: sensitive
+  @RequiresMfa()
   @Patch(':id')
   @Audit('alert-channel.update', 'AlertChannel')
   @CheckPolicies((ability) => ability.can('update', 'Alert'))
@@ -91,7 +92,7 @@ export class AlertChannelsController {
     return this.channels.update(id, dto);
   }
 
-  // MFA: sensitive
+  @RequiresMfa()
   @Delete(':id')
   @HttpCode(204)
   @Audit('alert-channel.delete', 'AlertChannel')

@@ -9,12 +9,15 @@ import type { AuthUser } from './auth.types';
 import { CheckPolicies, CurrentUser, Public } from './decorators';
 import { TokenRequestDto } from './dto/token-request.dto';
 import { SignInThrottlerGuard } from './signin-throttler.guard';
+import { MfaService } from './mfa/mfa.service';
+import { ProblemException } from '../common/problem';
 
 @Controller('api/auth')
 export class AuthController {
   constructor(
     private readonly auth: AuthService,
     private readonly users: UsersService,
+    private readonly mfa: MfaService,
   ) {}
 
   /** Email + password in, a short-lived bearer token out (for scripts and CI). */
@@ -24,8 +27,32 @@ export class AuthController {
   @SkipAudit()
   @UseGuards(SignInThrottlerGuard)
   async token(@Body() body: TokenRequestDto, @Req() req: Request) {
-    const user = await this.auth.signIn(body.email, body.password, auditContext(req), 'api');
-    return this.auth.issueAccessToken(user);
+    const context = auditContext(req);
+    const user = await this.auth.signIn(body.email, body.password, context, 'api');
+    if (user.mustChangePassword) {
+      throw new ProblemException(
+        403,
+        'password-change-required',
+        'Password change required',
+        'An owner reset this password: sign in to the console and choose a new one first.',
+      );
+    }
+    let mfaVerifiedAt: number | undefined;
+    if (!body.mfaCode && (await this.mfa.isEnrolled(user.id))) {
+      throw new ProblemException(
+        401,
+        'mfa-required',
+        'Second factor required',
+        'This account has a second factor: send mfaCode with the current code from the authenticator (or a recovery code).',
+        { field: 'mfaCode' },
+      );
+    }
+    if (body.mfaCode) {
+      const actor = { ...context, actor: { id: user.id, email: user.email, role: user.role } };
+      if (!(await this.mfa.verify(user, body.mfaCode, actor))) throw this.mfa.wrongCode();
+      mfaVerifiedAt = Date.now();
+    }
+    return this.auth.issueAccessToken(user, { mfaVerifiedAt });
   }
 
   @Get('me')

@@ -1,5 +1,5 @@
 import { Module } from '@nestjs/common';
-import { APP_GUARD } from '@nestjs/core';
+import { APP_GUARD, APP_INTERCEPTOR } from '@nestjs/core';
 import { JwtModule } from '@nestjs/jwt';
 import { PassportModule } from '@nestjs/passport';
 import { ThrottlerModule } from '@nestjs/throttler';
@@ -18,6 +18,14 @@ import { SignInThrottlerGuard } from './signin-throttler.guard';
 import { UsersAdminController } from './users/users.admin.controller';
 import { UsersController } from './users/users.controller';
 import { UsersService } from './users/users.service';
+import { AccountAdminApiController, AccountController } from './account/account.controller';
+import { AccountAdminController } from './account/account.admin.controller';
+import { MfaInterceptor } from './mfa/mfa.interceptor';
+import { MfaService } from './mfa/mfa.service';
+import { OidcClient } from './oidc/oidc.client';
+import { OidcController } from './oidc/oidc.controller';
+import { OIDC_CLIENT, OidcGuard, OidcStrategy } from './oidc/oidc.strategy';
+import { SecretsService } from '../crypto/secrets.service';
 
 /**
  * Accounts, sign-in and permissions. Its two global guards run on every route: first
@@ -35,7 +43,16 @@ import { UsersService } from './users/users.service';
       }),
     }),
   ],
-  controllers: [AuthController, AuthAdminController, UsersController, UsersAdminController],
+  controllers: [
+    AuthController,
+    AuthAdminController,
+    UsersController,
+    UsersAdminController,
+    AccountController,
+    AccountAdminApiController,
+    AccountAdminController,
+    OidcController,
+  ],
   providers: [
     AuthService,
     UsersService,
@@ -46,7 +63,26 @@ import { UsersService } from './users/users.service';
     SignInThrottlerGuard,
     { provide: APP_GUARD, useClass: AuthenticationGuard },
     { provide: APP_GUARD, useClass: PoliciesGuard },
+    MfaService,
+    // Step-up on routes marked @RequiresMfa(), for every module.
+    { provide: APP_INTERCEPTOR, useClass: MfaInterceptor },
+    // Single sign-on exists only when configured: both factories return null otherwise, and
+    // the 'oidc' passport strategy is never registered.
+    {
+      provide: OIDC_CLIENT,
+      inject: [KEYWARD_CONFIG, SecretsService],
+      useFactory: (config: KeywardConfig, secrets: SecretsService) =>
+        config.oidc
+          ? new OidcClient(config.oidc, config.publicUrl, secrets.derive('oidc-flow'), config.session.cookieSecure)
+          : null,
+    },
+    {
+      provide: OidcStrategy,
+      inject: [OIDC_CLIENT, AuthService],
+      useFactory: (client: OidcClient | null, auth: AuthService) => (client ? new OidcStrategy(client, auth) : null),
+    },
+    OidcGuard,
   ],
-  exports: [UsersService, SetupService, SessionService],
+  exports: [UsersService, SetupService, SessionService, MfaService],
 })
 export class AuthModule {}

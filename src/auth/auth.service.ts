@@ -9,6 +9,7 @@ import { SecretsService } from '../crypto/secrets.service';
 import type { User } from './users/user.entity';
 import { UsersService } from './users/users.service';
 import { dummyHash, verifyPassword } from './password';
+import { OidcRefusal, type OidcIdentity } from './oidc/oidc.client';
 
 export const JWT_ISSUER = 'keyward';
 export const JWT_AUDIENCE = 'keyward-api';
@@ -58,6 +59,16 @@ export class AuthService {
       await fail('unknown email');
       throw INVALID_CREDENTIALS();
     }
+    if (!user.passwordHash) {
+      await verifyPassword(await dummyHash(), password);
+      await fail('single sign-on account: password sign-in refused');
+      throw new ProblemException(
+        401,
+        'sso-only-account',
+        'Sign-in failed',
+        'This account signs in through single sign-on only: use “Sign in with SSO”.',
+      );
+    }
     if (!(await verifyPassword(user.passwordHash, password))) {
       await fail('wrong password');
       throw INVALID_CREDENTIALS();
@@ -80,18 +91,72 @@ export class AuthService {
     return user;
   }
 
-  async issueAccessToken(user: User): Promise<AccessTokenResponse> {
-    const expiresIn = this.config.jwt.ttlSeconds;
-    const accessToken = await this.jwt.signAsync(
-      { sub: user.id, role: user.role },
+  /**
+   * A sign-in through OpenID Connect: the linked (or same-email) account, or a new SSO-only
+   * account created just in time with the role mapped from the provider's claim. Recorded
+   * either way.
+   */
+  async signInWithSso(identity: OidcIdentity, context: AuditContext): Promise<{ user: User; created: boolean }> {
+    const { user, created, roleChanged } = await this.users.findOrCreateSso(
+      identity.subject,
+      identity.email,
+      identity.role,
+      identity.emailVerified,
+    );
+    const actor = { id: user.id, email: user.email, role: user.role };
+    if (user.disabledAt) {
+      throw new OidcRefusal('account disabled', 'This account is disabled; ask an admin.', user.email);
+    }
+    if (created) {
+      await this.audit.record(
+        { ...context, actor },
+        {
+          action: 'user.sso-provisioned',
+          outcome: 'success',
+          status: 201,
+          target: { type: 'User', id: user.id },
+          details: { role: user.role },
+        },
+      );
+    }
+    await this.users.recordSignIn(user.id);
+    await this.audit.record(
+      { ...context, actor },
       {
-        secret: jwtSecret(this.config, this.secrets),
-        expiresIn,
-        issuer: JWT_ISSUER,
-        audience: JWT_AUDIENCE,
-        algorithm: 'HS256',
+        action: 'auth.signin',
+        outcome: 'success',
+        status: 200,
+        target: { type: 'User', id: user.id },
+        details: { channel: 'sso', created, ...(roleChanged ? { roleFromClaim: user.role } : {}) },
       },
     );
+    return { user, created };
+  }
+
+  /** Records a single sign-on attempt the provider or Keyward's rules refused. */
+  async recordSsoRefusal(refusal: OidcRefusal, context: AuditContext): Promise<void> {
+    await this.audit.record(
+      { ...context, actor: refusal.email ? { id: null, email: refusal.email, role: null } : null },
+      { action: 'auth.signin', outcome: 'failure', status: 403, reason: refusal.reason, details: { channel: 'sso' } },
+    );
+  }
+
+  /**
+   * A bearer JWT with `exp` (always), the user's token version (`tv`) and, when the caller gave
+   * a second factor just now, `mfa_at` — which lets sensitive operations through for the
+   * step-up window without a code on each request.
+   */
+  async issueAccessToken(user: User, options: { mfaVerifiedAt?: number } = {}): Promise<AccessTokenResponse> {
+    const expiresIn = this.config.jwt.ttlSeconds;
+    const claims: Record<string, unknown> = { sub: user.id, role: user.role, tv: user.tokenVersion };
+    if (options.mfaVerifiedAt) claims.mfa_at = Math.floor(options.mfaVerifiedAt / 1000);
+    const accessToken = await this.jwt.signAsync(claims, {
+      secret: jwtSecret(this.config, this.secrets),
+      expiresIn,
+      issuer: JWT_ISSUER,
+      audience: JWT_AUDIENCE,
+      algorithm: 'HS256',
+    });
     return { accessToken, tokenType: 'Bearer', expiresIn };
   }
 }

@@ -30,3 +30,18 @@ export function redirect(req: Request, res: Response, location: string): void {
   }
   res.redirect(303, location);
 }
+
+/** One cookie from the request (Keyward reads few, so there is no cookie-parsing middleware). */
+export function readCookie(req: Request, name: string): string | undefined {
+  for (const part of (req.headers.cookie ?? '').split(';')) {
+    const eq = part.indexOf('=');
+    if (eq > 0 && part.slice(0, eq).trim() === name) {
+      try {
+        return decodeURIComponent(part.slice(eq + 1).trim());
+      } catch {
+        return undefined;
+      }
+    }
+  }
+  return undefined;
+}

@@ -25,7 +25,8 @@ export function sanitizeUrl(url: string | undefined): string | undefined {
   const [path, query] = url.split('?', 2);
   const params = new URLSearchParams(query);
   for (const name of [...params.keys()]) {
-    if (SECRET_NAME.test(name)) params.set(name, REDACTED);
+    // `code` is an OpenID Connect authorization code on the single sign-on callback.
+    if (SECRET_NAME.test(name) || name === 'code') params.set(name, REDACTED);
   }
   return `${path}?${params.toString()}`;
 }

@@ -340,6 +340,63 @@ export class Environment {
   @Transform(emptyToUndefined)
   @MinLength(16, { message: 'must be at least 16 characters long' })
   KEYWARD_METRICS_TOKEN?: string;
+  // --- Account security: MFA step-up and single sign-on (OpenID Connect) ---
+  @IsOptional()
+  @Transform(toInt)
+  @IsInt({ message: 'must be a whole number of minutes from 1 to 720' })
+  @Min(1, { message: 'must be a whole number of minutes from 1 to 720' })
+  @Max(720, { message: 'must be a whole number of minutes from 1 to 720' })
+  KEYWARD_MFA_STEP_UP_MINUTES?: number;
+
+  @IsOptional()
+  @Transform(emptyToUndefined)
+  @IsUrl(
+    { require_tld: false, protocols: ['http', 'https'], require_protocol: true },
+    { message: 'must be the issuer URL of an OpenID provider, such as https://login.example.com/realms/acme' },
+  )
+  KEYWARD_OIDC_ISSUER?: string;
+
+  @IsOptional()
+  @Transform(emptyToUndefined)
+  @IsString()
+  @MaxLength(500, { message: 'must be at most 500 characters long' })
+  KEYWARD_OIDC_CLIENT_ID?: string;
+
+  @IsOptional()
+  @Transform(emptyToUndefined)
+  @IsString()
+  @MaxLength(2000, { message: 'must be at most 2000 characters long' })
+  KEYWARD_OIDC_CLIENT_SECRET?: string;
+
+  @IsOptional()
+  @Transform(emptyToUndefined)
+  @Matches(/^[A-Za-z0-9_:./-]{1,200}$/, { message: 'must be a claim name such as groups or roles' })
+  KEYWARD_OIDC_ROLE_CLAIM?: string;
+
+  @IsOptional()
+  @Transform(emptyToUndefined)
+  @Matches(
+    /^\s*[^=,\s][^=,]*=\s*(owner|admin|operator|auditor)\s*(,\s*[^=,\s][^=,]*=\s*(owner|admin|operator|auditor)\s*)*$/,
+    {
+      message:
+        'must be a comma-separated list of claim-value=role pairs, roles among owner, admin, operator, auditor (e.g. keyward-admins=admin,keyward-ops=operator)',
+    },
+  )
+  KEYWARD_OIDC_ROLE_MAP?: string;
+
+  @IsOptional()
+  @Transform(emptyToUndefined)
+  @Matches(/^\s*[a-z0-9.-]+\.[a-z0-9-]+\s*(,\s*[a-z0-9.-]+\.[a-z0-9-]+\s*)*$/i, {
+    message: 'must be a comma-separated list of email domains such as example.com,corp.example.com',
+  })
+  KEYWARD_OIDC_ALLOWED_DOMAINS?: string;
+
+  @IsOptional()
+  @Transform(emptyToUndefined)
+  @IsIn(['owner', 'admin', 'operator', 'auditor', 'none'], {
+    message: 'must be one of owner, admin, operator, auditor, or none (refuse users whose claim maps to no role)',
+  })
+  KEYWARD_OIDC_DEFAULT_ROLE?: string;
 }
 
 export interface KeywardConfig {
@@ -421,6 +478,52 @@ export interface KeywardConfig {
   reports: { enabled: boolean; delayMinutes: number };
   /** Bearer token for GET /metrics; unset, /metrics answers only loopback clients. */
   metricsToken?: string;
+  /** A second factor verified this recently lets sensitive operations through (step-up). */
+  mfa: { stepUpMinutes: number };
+  /** Single sign-on through OpenID Connect; undefined when not configured. */
+  oidc?: OidcConfig;
+}
+
+export interface OidcConfig {
+  issuer: string;
+  clientId: string;
+  clientSecret?: string;
+  roleClaim: string;
+  /** Claim value → role, in the order given (the first that matches wins). */
+  roleMap: [string, Role][];
+  /** Lower-cased email domains allowed to sign in; empty means any. */
+  allowedDomains: string[];
+  /** The role of a user whose claim maps to nothing; null refuses them. */
+  defaultRole: Role | null;
+}
+
+type Role = 'owner' | 'admin' | 'operator' | 'auditor';
+
+function parseOidc(raw: Environment, problems: string[]): OidcConfig | undefined {
+  if (!raw.KEYWARD_OIDC_ISSUER && !raw.KEYWARD_OIDC_CLIENT_ID) return undefined;
+  if (!raw.KEYWARD_OIDC_ISSUER || !raw.KEYWARD_OIDC_CLIENT_ID) {
+    problems.push('KEYWARD_OIDC_ISSUER and KEYWARD_OIDC_CLIENT_ID must be set together to enable single sign-on');
+    return undefined;
+  }
+  const roleMap = (raw.KEYWARD_OIDC_ROLE_MAP ?? '')
+    .split(',')
+    .map((pair) => pair.split('=').map((p) => p.trim()))
+    .filter(([value, role]) => value && role)
+    .map(([value, role]) => [value, role as Role] as [string, Role]);
+  return {
+    issuer: raw.KEYWARD_OIDC_ISSUER,
+    clientId: raw.KEYWARD_OIDC_CLIENT_ID,
+    clientSecret: raw.KEYWARD_OIDC_CLIENT_SECRET,
+    roleClaim: raw.KEYWARD_OIDC_ROLE_CLAIM ?? 'groups',
+    roleMap,
+    allowedDomains: (raw.KEYWARD_OIDC_ALLOWED_DOMAINS ?? '')
+      .split(',')
+      .map((d) => d.trim().toLowerCase())
+      .filter(Boolean),
+    // Least privilege by default: a new SSO user can read, not change.
+    defaultRole:
+      raw.KEYWARD_OIDC_DEFAULT_ROLE === 'none' ? null : ((raw.KEYWARD_OIDC_DEFAULT_ROLE as Role) ?? 'auditor'),
+  };
 }
 
 export class ConfigError extends Error {
@@ -462,6 +565,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): KeywardConfig 
       'KEYWARD_ADMIN_EMAIL and KEYWARD_ADMIN_PASSWORD must be set together (or neither, to use the one-time setup link)',
     );
   }
+  const oidc = parseOidc(raw, problems);
   if (problems.length > 0) throw new ConfigError(problems);
 
   const host = raw.HOST ?? '127.0.0.1';
@@ -531,5 +635,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): KeywardConfig 
     },
     reports: { enabled: raw.KEYWARD_REPORTS ?? true, delayMinutes: raw.KEYWARD_REPORT_DELAY_MINUTES ?? 10 },
     metricsToken: raw.KEYWARD_METRICS_TOKEN,
+    mfa: { stepUpMinutes: raw.KEYWARD_MFA_STEP_UP_MINUTES ?? 10 },
+    oidc,
   };
 }

@@ -15,6 +15,7 @@ import { LimitsAndBudgets1764400000001 } from './migrations/1764400000001-Limits
 import { UsageRecordIds1764460000000 } from './migrations/1764460000000-UsageRecordIds';
 import { Alerting1764410000000 } from './migrations/1764410000000-Alerting';
 import { Reports1764420000001 } from './migrations/1764420000001-Reports';
+import { AccountSecurity1764430000001 } from './migrations/1764430000001-AccountSecurity';
 
 /**
  * Entities and migrations are listed, not globbed: the list is checked by the compiler and
@@ -30,6 +31,7 @@ export const MIGRATIONS = [
   UsageRecordIds1764460000000,
   Alerting1764410000000,
   Reports1764420000001,
+  AccountSecurity1764430000001,
 ];
 
 export function dataSourceOptions(url: string): DataSourceOptions {

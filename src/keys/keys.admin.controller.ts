@@ -21,6 +21,7 @@ import { SetLimitsDto } from './dto/set-limits.dto';
 import { UpdateApiKeyDto } from './dto/update-api-key.dto';
 import { keyId } from './keys.controller';
 import { KeysService } from './keys.service';
+import { RequiresMfa } from '../auth/mfa/requires-mfa.decorator';
 
 const STATUS_LABELS: Record<KeyStatus, [label: string, cssClass: string]> = {
   active: ['active', 'status-ok'],
@@ -423,6 +424,7 @@ export class KeysAdminController {
 
   @Post(':id/rotate')
   @Audit('api-key.rotate', 'ApiKey')
+  @RequiresMfa()
   @CheckPolicies((ability) => ability.can('rotate', 'ApiKey'))
   async rotate(
     @Req() req: Request,
@@ -520,6 +522,7 @@ export class KeysAdminController {
 
   @Post(':id/revoke')
   @Audit('api-key.revoke', 'ApiKey')
+  @RequiresMfa()
   @CheckPolicies((ability) => ability.can('revoke', 'ApiKey'))
   async revoke(
     @Req() req: Request,
@@ -573,6 +576,7 @@ export class KeysAdminController {
 
   @Post(':id/delete')
   @Audit('api-key.delete', 'ApiKey')
+  @RequiresMfa()
   @CheckPolicies((ability) => ability.can('delete', 'ApiKey'))
   async remove(
     @Req() req: Request,

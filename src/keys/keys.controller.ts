@@ -8,6 +8,7 @@ import { ListApiKeysQuery } from './dto/list-api-keys.query';
 import { SetLimitsDto } from './dto/set-limits.dto';
 import { UpdateApiKeyDto } from './dto/update-api-key.dto';
 import { KeysService } from './keys.service';
+import { RequiresMfa } from '../auth/mfa/requires-mfa.decorator';
 
 export const keyId = new ParseUUIDPipe({ version: '4' });
 
@@ -54,6 +55,7 @@ export class KeysController {
   @Post(':id/revoke')
   @HttpCode(200)
   @Audit('api-key.revoke', 'ApiKey')
+  @RequiresMfa()
   @CheckPolicies((ability) => ability.can('revoke', 'ApiKey'))
   async revoke(@Param('id', keyId) id: string, @CurrentUser() actor: AuthUser) {
     return this.keys.view(await this.keys.revoke(id, actor.email));
@@ -62,6 +64,7 @@ export class KeysController {
   @Delete(':id')
   @HttpCode(204)
   @Audit('api-key.delete', 'ApiKey')
+  @RequiresMfa()
   @CheckPolicies((ability) => ability.can('delete', 'ApiKey'))
   async remove(@Param('id', keyId) id: string) {
     await this.keys.remove(id);

@@ -8,6 +8,7 @@ import { keyId } from '../keys/keys.controller';
 import { RotateApiKeyDto } from './dto/rotate-api-key.dto';
 import { toRotationView } from './rotation.view';
 import { RotationService } from './rotation.service';
+import { RequiresMfa } from '../auth/mfa/requires-mfa.decorator';
 
 @Controller('api/admin/api-keys')
 export class RotationController {
@@ -16,6 +17,7 @@ export class RotationController {
   /** The spec's RotateAPIKeyResponse `{oldKey, newKey, expiresAt}` (masked), plus the history entry. */
   @Put(':id/rotate')
   @Audit('api-key.rotate', 'ApiKey')
+  @RequiresMfa()
   @CheckPolicies((ability) => ability.can('rotate', 'ApiKey'))
   async rotate(
     @Param('id', keyId) id: string,

@@ -1,4 +1,4 @@
-import { IsString, MaxLength, MinLength } from 'class-validator';
+import { IsOptional, IsString, MaxLength, MinLength } from 'class-validator';
 
 export class TokenRequestDto {
   @IsString({ message: 'email is required' })
@@ -10,4 +10,10 @@ export class TokenRequestDto {
   @MinLength(1, { message: 'password is required' })
   @MaxLength(256, { message: 'password must be at most 256 characters' })
   password!: string;
+
+  /** A current TOTP code (or a recovery code): the token then carries a fresh step-up. */
+  @IsOptional()
+  @IsString({ message: 'mfaCode must be a string' })
+  @MaxLength(32, { message: 'mfaCode must be at most 32 characters' })
+  mfaCode?: string;
 }

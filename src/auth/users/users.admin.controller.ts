@@ -19,6 +19,8 @@ import { UpdateUserDto } from './dto/update-user.dto';
 import type { User } from './user.entity';
 import { uuid } from './users.controller';
 import { UsersService } from './users.service';
+import { ResetPasswordDto } from '../account/dto/change-password.dto';
+import { RequiresMfa } from '../mfa/requires-mfa.decorator';
 
 /** A user as a table row shows it, with what the viewer may do to it. */
 function rowOf(user: User, req: Request) {
@@ -34,6 +36,8 @@ function rowOf(user: User, req: Request) {
     self,
     canEdit: ability.can('update', asSubject('User', { role: user.role })),
     canDisable: !self && ability.can('disable', asSubject('User', { role: user.role })),
+    // SSO-only accounts have no password to reset; one's own is changed on the Account page.
+    canReset: !self && user.ssoSubject === null && ability.can('update', asSubject('User', { role: user.role })),
     roles: ROLES.filter((r) => ability.can('update', asSubject('User', { role: r }))).map((r) => ({
       name: r,
       selected: r === user.role,
@@ -111,6 +115,7 @@ export class UsersAdminController {
 
   @Post(':id/role')
   @Audit('user.update', 'User')
+  @RequiresMfa()
   @CheckPolicies((ability) => ability.can('update', 'User'))
   async changeRole(
     @Req() req: Request,
@@ -127,6 +132,7 @@ export class UsersAdminController {
 
   @Post(':id/disable')
   @Audit('user.disable', 'User')
+  @RequiresMfa()
   @CheckPolicies((ability) => ability.can('disable', 'User'))
   async disable(@Req() req: Request, @Res() res: Response, @Param('id', uuid) id: string) {
     await this.applyAndShowRow(req, res, id, { disabled: true }, 'User disabled and signed out.');
@@ -137,6 +143,41 @@ export class UsersAdminController {
   @CheckPolicies((ability) => ability.can('update', 'User'))
   async enable(@Req() req: Request, @Res() res: Response, @Param('id', uuid) id: string) {
     await this.applyAndShowRow(req, res, id, { disabled: false }, 'User enabled.');
+  }
+
+  /** An owner's (or admin's, for non-owners) reset: a temporary password, changed at next sign-in. */
+  @Post(':id/password')
+  @Audit('user.password-reset', 'User')
+  @RequiresMfa()
+  @CheckPolicies((ability) => ability.can('update', 'User'))
+  async resetPassword(
+    @Req() req: Request,
+    @Res() res: Response,
+    @Param('id', uuid) id: string,
+    @Body() body: Record<string, unknown>,
+  ) {
+    const { dto, errors } = await validateForm(ResetPasswordDto, { password: body.password });
+    if (errors.length > 0) throw new ValidationProblem(errors);
+    try {
+      const user = await this.users.resetPassword(id, dto.password, req.ability as AppAbility, req.authUser!.id);
+      if (isHtmx(req)) {
+        return render(
+          req,
+          res,
+          'users/index',
+          { row: { ...rowOf(user, req), resetDone: true } },
+          { partial: 'users/row' },
+        );
+      }
+      flash(req, 'success', `${user.email}: password reset; they choose a new one at their next sign-in.`);
+      res.redirect(303, '/admin/users');
+    } catch (error) {
+      if (isHtmx(req) || !(error instanceof ProblemException)) throw error;
+      res.locals.auditFailed = true;
+      res.locals.auditReason = error.problem.detail ?? error.problem.title;
+      flash(req, 'error', error.problem.detail ?? error.problem.title);
+      res.redirect(303, '/admin/users');
+    }
   }
 
   /** htmx swaps the one row; without JavaScript the page reloads with a message. */

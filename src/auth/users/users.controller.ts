@@ -8,6 +8,7 @@ import { ListUsersQuery } from './dto/list-users.query';
 import { UpdateUserDto } from './dto/update-user.dto';
 import { toUserView } from './user.view';
 import { UsersService } from './users.service';
+import { RequiresMfa } from '../mfa/requires-mfa.decorator';
 
 export const uuid = new ParseUUIDPipe({ version: '4' });
 
@@ -38,6 +39,7 @@ export class UsersController {
   /** Change role and/or disable (`{"disabled": true}`) or re-enable a user. */
   @Patch(':id')
   @Audit('user.update', 'User')
+  @RequiresMfa()
   @CheckPolicies((ability) => ability.can('update', 'User'))
   async update(
     @Param('id', uuid) id: string,
@@ -51,6 +53,7 @@ export class UsersController {
   @Post(':id/disable')
   @HttpCode(200)
   @Audit('user.disable', 'User')
+  @RequiresMfa()
   @CheckPolicies((ability) => ability.can('disable', 'User'))
   async disable(@Param('id', uuid) id: string, @CurrentAbility() ability: AppAbility, @CurrentUser() actor: AuthUser) {
     return toUserView(await this.users.update(id, { disabled: true }, ability, actor.id));
