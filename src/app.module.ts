@@ -23,6 +23,7 @@ import { UsageModule } from './usage/usage.module';
 import { PluginSystemModule } from './plugin-system/plugin-system.module';
 import { RotationModule } from './rotation/rotation.module';
 import { RUNTIME_INFO, type KeywardRuntime } from './runtime';
+import { SecurityModule } from './security/security.module';
 
 /** Makes what main.ts established (config, keyring, runtime facts) injectable everywhere. */
 @Global()
@@ -63,6 +64,7 @@ export class AppModule {
         RotationModule,
         AccessTokensModule,
         GatewayModule,
+        SecurityModule,
       ],
       controllers: [HealthController],
       providers: [

@@ -16,6 +16,7 @@ import type { PostgresDriver } from 'typeorm/driver/postgres/PostgresDriver';
 import { AuditService } from './audit/audit.service';
 import { UsersService } from './auth/users/users.service';
 import { clientIp, isMachineRequest, userAgent } from './common/http';
+import { refuseMiscasedApiPaths } from './common/input-guard';
 import { helpers } from './common/handlebars';
 import { projectRoot } from './common/paths';
 import { SecretsService } from './crypto/secrets.service';
@@ -49,6 +50,7 @@ export async function configureApp(app: NestExpressApplication, runtime: Keyward
     if (!gateway.handleRequest(req, res)) express(req, res);
   });
 
+  app.use(refuseMiscasedApiPaths);
   app.use(
     helmet({
       contentSecurityPolicy: {

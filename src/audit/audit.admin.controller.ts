@@ -22,7 +22,7 @@ export class AuditAdminController {
       'audit/index',
       {
         title: 'Audit log',
-        nav: 'security',
+        nav: 'audit',
         entries: page.entries.map((e) => ({
           ...e,
           details: Object.keys(e.details).length ? JSON.stringify(e.details) : '',
@@ -43,6 +43,6 @@ export class AuditAdminController {
   @CheckPolicies((ability) => ability.can('read', 'AuditLog'))
   async verify(@Req() req: Request, @Res() res: Response) {
     const report = await this.audit.verifyChain();
-    render(req, res, 'audit/index', { title: 'Audit log', nav: 'security', report }, { partial: 'audit/verify' });
+    render(req, res, 'audit/index', { title: 'Audit log', nav: 'audit', report }, { partial: 'audit/verify' });
   }
 }

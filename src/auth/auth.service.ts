@@ -9,6 +9,9 @@ import { SecretsService } from '../crypto/secrets.service';
 import type { User } from './users/user.entity';
 import { UsersService } from './users/users.service';
 import { dummyHash, verifyPassword } from './password';
+import { normalizeEmail } from '../common/validators';
+import { IpAllowlistService } from '../security/ip-allowlist.service';
+import { SignInLockoutService } from '../security/sign-in-lockout.service';
 
 export const JWT_ISSUER = 'keyward';
 export const JWT_AUDIENCE = 'keyward-api';
@@ -34,6 +37,8 @@ export class AuthService {
     private readonly jwt: JwtService,
     private readonly secrets: SecretsService,
     @Inject(KEYWARD_CONFIG) private readonly config: KeywardConfig,
+    private readonly lockout: SignInLockoutService,
+    private readonly allowlist: IpAllowlistService,
   ) {}
 
   /**
@@ -41,7 +46,7 @@ export class AuthService {
    * "invalid email or password"; the audit entry says which it was.
    */
   async signIn(email: string, password: string, context: AuditContext, channel: 'console' | 'api'): Promise<User> {
-    const attempted = email.trim().toLowerCase().slice(0, 320);
+    const attempted = normalizeEmail(email).slice(0, 320);
     const user = await this.users.findForSignIn(attempted);
     const fail = async (
       reason: string,
@@ -58,14 +63,19 @@ export class AuthService {
       await fail('unknown email');
       throw INVALID_CREDENTIALS();
     }
+    // A locked account is refused before its password is checked: guessing gains nothing.
+    await this.lockout.refuseIfLocked(user, context);
     if (!(await verifyPassword(user.passwordHash, password))) {
-      await fail('wrong password');
+      const lockedUntil = await this.lockout.noteFailure(user.id, context.ip);
+      await fail(lockedUntil ? `wrong password; account locked until ${lockedUntil.toISOString()}` : 'wrong password');
       throw INVALID_CREDENTIALS();
     }
     if (user.disabledAt) {
       await fail('account disabled');
       throw new ProblemException(401, 'account-disabled', 'Sign-in failed', 'This account is disabled; ask an admin.');
     }
+    await this.allowlist.refuseIfOutside(user, context, 'sign-in');
+    await this.lockout.noteSuccess(user.id);
     await this.users.recordSignIn(user.id);
     await this.audit.record(
       { ...context, actor: { id: user.id, email: user.email, role: user.role } },

@@ -43,10 +43,4 @@ export class ConsoleController {
       pending: 'Alert rules and their history arrive with usage monitoring.',
     });
   }
-
-  @Get('security')
-  @CheckPolicies((ability) => ability.can('read', 'Dashboard'))
-  security(@Req() req: Request, @Res() res: Response) {
-    render(req, res, 'console/security', { title: 'Security', nav: 'security', runtime: this.runtime });
-  }
 }

@@ -11,6 +11,7 @@ import { ApiKey } from '../keys/api-key.entity';
 import { KeyRotation } from '../rotation/key-rotation.entity';
 import { AccessToken } from '../access-tokens/access-token.entity';
 import { Gateway1764338400000 } from './migrations/1764338400000-Gateway';
+import { AdminSecurity1764440000000 } from './migrations/1764440000000-AdminSecurity';
 
 /**
  * Entities and migrations are listed, not globbed: the list is checked by the compiler and
@@ -22,6 +23,7 @@ export const MIGRATIONS = [
   ProviderPrices1764165600000,
   KeyVault1764252000000,
   Gateway1764338400000,
+  AdminSecurity1764440000000,
 ];
 
 export function dataSourceOptions(url: string): DataSourceOptions {

@@ -1,4 +1,5 @@
 import { Type } from 'class-transformer';
+import { StrictNumber } from '../../common/validators';
 import {
   ArrayMaxSize,
   ArrayMinSize,
@@ -21,20 +22,20 @@ export class PriceDto {
   @Matches(/^[\w./:@-]+$/, { message: 'model must be a model id such as gpt-4o-mini' })
   model!: string;
 
-  @Type(() => Number)
+  @StrictNumber()
   @IsNumber({ allowNaN: false, allowInfinity: false }, PRICE)
   @Min(0, PRICE)
   @Max(100_000, PRICE)
   input!: number;
 
-  @Type(() => Number)
+  @StrictNumber()
   @IsNumber({ allowNaN: false, allowInfinity: false }, PRICE)
   @Min(0, PRICE)
   @Max(100_000, PRICE)
   output!: number;
 
   @IsOptional()
-  @Type(() => Number)
+  @StrictNumber()
   @IsNumber({ allowNaN: false, allowInfinity: false }, PRICE)
   @Min(0, PRICE)
   @Max(100_000, PRICE)
