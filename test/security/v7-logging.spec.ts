@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import request from 'supertest';
@@ -163,7 +163,7 @@ describe('V7 Logging: an audit log that cannot be bypassed', () => {
       signature: '0'.repeat(64),
       reason: 'x',
     };
-    require('node:fs').appendFileSync(file, `${JSON.stringify(forged)}\n`);
+    appendFileSync(file, `${JSON.stringify(forged)}\n`);
     const report = await verify();
     expect(report.checkpoint!.seq).toBeGreaterThan(1);
   });
