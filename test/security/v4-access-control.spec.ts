@@ -1,4 +1,5 @@
 import request from 'supertest';
+import { startFakeProvider, type OpenRouterFakeProvider } from '../fake-providers';
 import { apiToken, ConsoleSession, createUser, OWNER, startTestApp, type TestApp } from '../support/test-app';
 
 /**
@@ -177,5 +178,72 @@ describe('V4 Access control: IP allowlists for the console and the admin API', (
     const last = (await console.page('/admin/security')).text;
     expect(last).toContain('Removed 192.0.2.0/24 for auditor.');
     expect(last).not.toContain('<code>192.0.2.0/24</code>');
+  });
+});
+
+describe('V4 Access control: what operators may not do to keys', () => {
+  let t: TestApp;
+  let openrouter: OpenRouterFakeProvider;
+  let owner: string;
+  let operator: string;
+  const auth = (token: string) => ({ Authorization: `Bearer ${token}` });
+
+  beforeAll(async () => {
+    openrouter = await startFakeProvider('openrouter');
+    process.env.KEYWARD_PROVIDER_OPENROUTER_BASE_URL = openrouter.baseUrl;
+    t = await startTestApp();
+    owner = await apiToken(t.http);
+    const op = await createUser(t.http, owner, 'operator');
+    operator = await apiToken(t.http, op.email, op.password);
+  });
+  afterAll(async () => {
+    await t.close();
+    await openrouter.close();
+    delete process.env.KEYWARD_PROVIDER_OPENROUTER_BASE_URL;
+  });
+
+  const create = (token: string, extra: Record<string, unknown>) =>
+    request(t.http)
+      .post('/api/admin/api-keys')
+      .set(auth(token))
+      .send({ provider: 'openrouter', name: `k-${Math.random()}`, key: openrouter.generateKey(), ...extra });
+
+  it('V4.1.3 an operator cannot set externalId or the management key (403, clear message); an admin can', async () => {
+    const victimHash = 'a'.repeat(64);
+    const refused = await create(operator, { externalId: victimHash }).expect(403);
+    expect(refused.body.detail).toMatch(/Only owners and admins may set externalId/);
+    await create(operator, { managementKey: openrouter.generateKey() }).expect(403);
+
+    const ok = await create(operator, {}).expect(201);
+    const patch = await request(t.http)
+      .patch(`/api/admin/api-keys/${ok.body.id}`)
+      .set(auth(operator))
+      .send({ externalId: victimHash })
+      .expect(403);
+    expect(patch.body.detail).toMatch(/externalId/);
+    await request(t.http)
+      .put(`/api/admin/api-keys/${ok.body.id}/rotate`)
+      .set(auth(operator))
+      .send({ key: openrouter.generateKey(), externalId: victimHash })
+      .expect(403);
+    // The operator may still rename it and rotate it with a new key.
+    await request(t.http)
+      .patch(`/api/admin/api-keys/${ok.body.id}`)
+      .set(auth(operator))
+      .send({ name: 'renamed' })
+      .expect(200);
+
+    await create(owner, { externalId: victimHash, managementKey: openrouter.generateKey() }).expect(201);
+  });
+
+  it('V5.1.3 externalId must have the provider’s format: ".." cannot walk the management API', async () => {
+    for (const externalId of ['..', '../keys', '%2e%2e', 'a/b', 'f'.repeat(63)]) {
+      const res = await create(owner, { externalId }).expect(400);
+      expect(res.body.errors).toEqual([
+        { field: 'externalId', messages: [expect.stringMatching(/OpenRouter key hash/)] },
+      ]);
+    }
+    const requests = openrouter.requests.filter((r) => r.path.includes('/keys'));
+    expect(requests).toEqual([]);
   });
 });
