@@ -176,7 +176,8 @@ export class AuditCheckpointService implements OnApplicationBootstrap, BeforeApp
    * file or the database. A database checkpoint whose signature fails is reported as such.
    */
   async latest(): Promise<{ checkpoint: AuditCheckpoint; source: CheckpointSource; genuine: boolean } | null> {
-    const [fromDb, fromFile] = await Promise.all([this.latestFromDatabase(), this.latestFromFile()]);
+    const fromDb = await this.latestFromDatabase();
+    const fromFile = await this.latestFromFile();
     if (fromFile && (!fromDb || fromFile.seq >= fromDb.seq))
       return { checkpoint: fromFile, source: 'file', genuine: true };
     if (fromDb) return { checkpoint: fromDb, source: 'database', genuine: this.isGenuine(fromDb) };

@@ -73,3 +73,26 @@ export function shareAmbientTransactions(dataSource: DataSource): void {
     return createQueryBuilder(entityOrRunner ?? shared);
   }) as DataSource['createQueryBuilder'];
 }
+
+/** connect-pg-simple's store, as far as joinAmbientTransaction touches it. */
+interface PgSessionStore {
+  _asyncQuery(query: string, params: unknown[], noTableCreation?: boolean): Promise<unknown>;
+}
+
+/**
+ * Lets the console's session store (connect-pg-simple, which queries its own pool) join the
+ * request's transaction while one is open. Without it, a handler that changed session rows (sign
+ * out everywhere) and then regenerates its own session would wait on its own uncommitted locks
+ * from a second connection, for ever. Saves after the response run after the commit, as before.
+ */
+export function joinAmbientTransaction(store: object): void {
+  const sessions = store as PgSessionStore;
+  if (typeof sessions._asyncQuery !== 'function') return;
+  const original = sessions._asyncQuery.bind(sessions);
+  sessions._asyncQuery = async (query, params, noTableCreation) => {
+    const runner = ambientManager()?.queryRunner;
+    if (!runner) return original(query, params, noTableCreation);
+    const result = (await runner.query(query, params, true)) as { records?: unknown[] };
+    return result.records?.[0];
+  };
+}

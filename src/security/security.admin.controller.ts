@@ -154,11 +154,10 @@ export class SecurityAdminController {
   private async context(req: Request) {
     const ability = req.ability as AppAbility;
     const mayReadUsers = ability.can('read', 'User');
-    const [rules, lockouts, latest] = await Promise.all([
-      mayReadUsers ? this.security.rules() : Promise.resolve([]),
-      mayReadUsers ? this.security.lockouts() : Promise.resolve([]),
-      ability.can('read', 'AuditLog') ? this.checkpoints.latest() : Promise.resolve(null),
-    ]);
+    // One after the other: after a change this runs inside the request's transaction, on one connection.
+    const rules = mayReadUsers ? await this.security.rules() : [];
+    const lockouts = mayReadUsers ? await this.security.lockouts() : [];
+    const latest = ability.can('read', 'AuditLog') ? await this.checkpoints.latest() : null;
     return {
       runtime: this.runtime,
       roles: ROLES.map((name) => ({ name, description: ROLE_DESCRIPTIONS[name] })),
