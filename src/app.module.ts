@@ -29,6 +29,7 @@ import { PluginSystemModule } from './plugin-system/plugin-system.module';
 import { RotationModule } from './rotation/rotation.module';
 import { MetricsModule } from './metrics/metrics.module';
 import { RUNTIME_INFO, type KeywardRuntime } from './runtime';
+import { SecurityModule } from './security/security.module';
 
 /** Makes what main.ts established (config, keyring, runtime facts) injectable everywhere. */
 @Global()
@@ -76,6 +77,7 @@ export class AppModule {
         GatewayModule,
         AlertingModule,
         MetricsModule,
+        SecurityModule,
       ],
       controllers: [HealthController],
       providers: [

@@ -18,6 +18,8 @@ import type { PostgresDriver } from 'typeorm/driver/postgres/PostgresDriver';
 import { AuditService } from './audit/audit.service';
 import { UsersService } from './auth/users/users.service';
 import { clientIp, isMachineRequest, readCookie, userAgent } from './common/http';
+import { refuseMiscasedApiPaths } from './common/input-guard';
+import { joinAmbientTransaction } from './database/ambient-transaction';
 import { helpers } from './common/handlebars';
 import { projectRoot } from './common/paths';
 import { SecretsService } from './crypto/secrets.service';
@@ -55,6 +57,7 @@ export async function configureApp(app: NestExpressApplication, runtime: Keyward
     if (!gateway.handleRequest(req, res)) express(req, res);
   });
 
+  app.use(refuseMiscasedApiPaths);
   app.use(
     helmet({
       contentSecurityPolicy: {
@@ -103,6 +106,13 @@ export async function configureApp(app: NestExpressApplication, runtime: Keyward
   const secrets = app.get(SecretsService);
   const pool = (app.get(DataSource).driver as PostgresDriver).master as Pool;
   const PgStore = connectPgSimple(session);
+  const sessionStore = new PgStore({
+    pool,
+    tableName: 'sessions',
+    createTableIfMissing: false,
+    pruneSessionInterval: 900,
+  });
+  joinAmbientTransaction(sessionStore);
   const cookieName = config.session.cookieSecure ? '__Host-keyward' : 'keyward.sid';
   app.set('session cookie name', cookieName);
   app.use(
@@ -110,7 +120,7 @@ export async function configureApp(app: NestExpressApplication, runtime: Keyward
       session({
         name: cookieName,
         secret: secrets.derive('session').toString('base64'),
-        store: new PgStore({ pool, tableName: 'sessions', createTableIfMissing: false, pruneSessionInterval: 900 }),
+        store: sessionStore,
         resave: false,
         saveUninitialized: false,
         // The idle timeout: every request pushes the expiry out again.

@@ -52,6 +52,9 @@ export interface AnthropicPluginOptions {
 
 /** API keys end in `AA`; admin keys (`sk-ant-admin01-…`) are accepted for the admin API. */
 const KEY_PATTERN = /^sk-ant-(?:api03|admin01)-[A-Za-z0-9_-]+AA$/;
+/** The admin API's id of a key. */
+const API_KEY_ID = /^apikey_[A-Za-z0-9]{1,64}$/;
+const API_KEY_ID_FORMAT = 'an Anthropic API key id (apikey_…)';
 const KEY_FORMAT =
   'an Anthropic key: "sk-ant-api03-" (or "sk-ant-admin01-" for admin keys) followed by letters, digits, "-" and "_", ending in "AA"';
 
@@ -237,12 +240,16 @@ export function createPlugin(options: AnthropicPluginOptions = {}): ProviderPlug
     classifyError: classifyAnthropicError,
     rateLimitsFrom: anthropicRateLimits,
     checkKeyFormat: (secret) => checkFormat(secret, KEY_PATTERN, KEY_FORMAT),
+    checkExternalId: (id) => checkFormat(id, API_KEY_ID, API_KEY_ID_FORMAT),
 
     /**
      * Anthropic's admin API cannot mint keys, but it can switch one off: rotation asks an admin
      * for the new key and then retires the old one here. `externalId` is the key's `apikey_…` id.
      */
     async retireKey(adminSecret: string, externalId: string, retire: RetireOptions = {}) {
+      if (!API_KEY_ID.test(externalId)) {
+        throw new Error('externalId is not an Anthropic API key id');
+      }
       const path = `/v1/organizations/api_keys/${encodeURIComponent(externalId)}`;
       const request = plugin.authorize(
         { method: 'POST', url: joinUrl(config.baseUrl, path), headers: {} },

@@ -180,6 +180,19 @@ export function classifyOpenAiError(status: number, headers: HeadersLike, body: 
   return result;
 }
 
+const PROJECT_ID = /^proj_[A-Za-z0-9_-]{1,64}$/;
+const SERVICE_ACCOUNT_ID = /^svc_acct_[A-Za-z0-9_-]{1,64}$/;
+const EXTERNAL_ID = /^(?:proj_[A-Za-z0-9_-]{1,64}\/)?svc_acct_[A-Za-z0-9_-]{1,64}$/;
+const EXTERNAL_ID_FORMAT = 'an OpenAI service account id (svc_acct_…, optionally proj_…/svc_acct_…)';
+
+/** A path segment from an id that must have its provider's shape: never "..", never a "/". */
+function segment(value: string, pattern: RegExp, what: string): string {
+  if (!pattern.test(value)) {
+    throw new Error(`${what} does not look like an OpenAI id`);
+  }
+  return encodeURIComponent(value);
+}
+
 /** `proj_…/svc_acct_…` as provisionKey returns it, or a bare account id plus options.projectId. */
 function serviceAccountPath(externalId: string, projectId: string | undefined): string {
   const [first, second] = externalId.split('/');
@@ -188,7 +201,7 @@ function serviceAccountPath(externalId: string, projectId: string | undefined): 
   if (!project || !account) {
     throw new Error('OpenAI service accounts live in a project: a projectId is required');
   }
-  return `/organization/projects/${encodeURIComponent(project)}/service_accounts/${encodeURIComponent(account)}`;
+  return `/organization/projects/${segment(project, PROJECT_ID, 'projectId')}/service_accounts/${segment(account, SERVICE_ACCOUNT_ID, 'externalId')}`;
 }
 
 export function createPlugin(options: OpenAiPluginOptions = {}): ProviderPlugin {
@@ -270,13 +283,14 @@ export function createPlugin(options: OpenAiPluginOptions = {}): ProviderPlugin 
     rateLimitsFrom: (headers) => openAiStyleRateLimits(headers),
 
     checkKeyFormat: (secret) => checkFormat(secret, KEY_PATTERN, KEY_FORMAT),
+    checkExternalId: (id) => checkFormat(id, EXTERNAL_ID, EXTERNAL_ID_FORMAT),
 
     /** Creates a service account in `options.projectId`; its key is the new secret. */
     async provisionKey(adminSecret: string, provision: ProvisionOptions): Promise<ProvisionedKey> {
       if (!provision.projectId) {
         throw new Error('OpenAI service accounts live in a project: a projectId is required');
       }
-      const path = `/organization/projects/${encodeURIComponent(provision.projectId)}/service_accounts`;
+      const path = `/organization/projects/${segment(provision.projectId, PROJECT_ID, 'projectId')}/service_accounts`;
       const request = plugin.authorize(
         { method: 'POST', url: joinUrl(config.baseUrl, path), headers: {} },
         adminSecret,

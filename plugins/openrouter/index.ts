@@ -54,6 +54,9 @@ export interface OpenRouterPluginOptions {
 }
 
 const KEY_PATTERN = /^sk-or-v1-[0-9a-f]{64}$/;
+/** The management API's id of a key: the SHA-256 hash of the key, in hex. */
+const KEY_HASH = /^[0-9a-f]{64}$/;
+const KEY_HASH_FORMAT = 'an OpenRouter key hash (64 hex characters, as GET /keys lists it)';
 const KEY_FORMAT = 'an OpenRouter key: "sk-or-v1-" followed by 64 lowercase hexadecimal digits';
 
 export function classifyOpenRouterError(status: number, headers: HeadersLike, body: unknown): ClassifiedError {
@@ -190,6 +193,7 @@ export function createPlugin(options: OpenRouterPluginOptions = {}): ProviderPlu
     classifyError: classifyOpenRouterError,
     rateLimitsFrom: openRouterRateLimits,
     checkKeyFormat: (secret) => checkFormat(secret, KEY_PATTERN, KEY_FORMAT),
+    checkExternalId: (id) => checkFormat(id, KEY_HASH, KEY_HASH_FORMAT),
 
     /** `POST /keys` with a management key; the key value is in the answer once, then never. */
     async provisionKey(adminSecret: string, provision: ProvisionOptions): Promise<ProvisionedKey> {
@@ -212,6 +216,9 @@ export function createPlugin(options: OpenRouterPluginOptions = {}): ProviderPlu
     },
 
     async retireKey(adminSecret: string, externalId: string, retire: RetireOptions = {}) {
+      if (!KEY_HASH.test(externalId)) {
+        throw new Error('externalId is not an OpenRouter key hash');
+      }
       const path = `/keys/${encodeURIComponent(externalId)}`;
       const response = await management(adminSecret, 'DELETE', path, undefined, retire);
       // Already gone is what retiring wanted.

@@ -1,12 +1,17 @@
-import { Controller, Get, Query } from '@nestjs/common';
+import { Controller, Get, HttpCode, Post, Query } from '@nestjs/common';
 import { CheckPolicies } from '../auth/decorators';
+import { AuditCheckpointService } from './audit-checkpoints';
+import { Audit } from './audit.decorator';
 import { AuditService } from './audit.service';
 import { toAuditView } from './audit.view';
 import { AuditQueryDto } from './dto/audit-query.dto';
 
 @Controller('api/admin/audit')
 export class AuditController {
-  constructor(private readonly audit: AuditService) {}
+  constructor(
+    private readonly audit: AuditService,
+    private readonly checkpoints: AuditCheckpointService,
+  ) {}
 
   @Get()
   @CheckPolicies((ability) => ability.can('read', 'AuditLog'))
@@ -20,5 +25,15 @@ export class AuditController {
   @CheckPolicies((ability) => ability.can('read', 'AuditLog'))
   verify() {
     return this.audit.verifyChain();
+  }
+
+  /** Signs the chain's head now (before a backup, say); periodic ones happen on their own. */
+  @Post('checkpoints')
+  @HttpCode(201)
+  @Audit('audit.checkpoint', 'AuditLog')
+  @CheckPolicies((ability) => ability.can('create', 'AuditLog'))
+  async checkpoint() {
+    const checkpoint = await this.checkpoints.take('manual');
+    return { checkpoint };
   }
 }

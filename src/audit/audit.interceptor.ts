@@ -1,24 +1,77 @@
-import { CallHandler, ExecutionContext, Injectable, NestInterceptor } from '@nestjs/common';
+import { CallHandler, ExecutionContext, Injectable, Logger, NestInterceptor } from '@nestjs/common';
 import { Reflector } from '@nestjs/core';
+import { InjectDataSource } from '@nestjs/typeorm';
 import type { Request, Response } from 'express';
-import { catchError, from, mergeMap, Observable, throwError } from 'rxjs';
+import { lastValueFrom, Observable } from 'rxjs';
+import { DataSource } from 'typeorm';
+import { ProblemException } from '../common/problem';
 import { toProblem } from '../common/problem.filter';
+import { inAmbientTransaction } from '../database/ambient-transaction';
 import { auditContext } from './audit-context';
 import { AUDIT_META, AuditMeta } from './audit.decorator';
 import { AuditService } from './audit.service';
+import type { AuditRecord } from './audit.types';
 
 const READ_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
+
+/** The handler threw: its changes are rolled back with the transaction. */
+class HandlerFailed {
+  constructor(readonly error: unknown) {}
+}
+
+/**
+ * Holds a console handler's `res.end()` until the transaction has committed, so that nobody sees
+ * "done" for a change that is then rolled back, and a redirect's next page sees the change.
+ */
+function holdResponse(res: Response) {
+  const end = res.end.bind(res) as (...args: unknown[]) => Response;
+  let held: unknown[] | null = null;
+  let holding = true;
+  res.end = ((...args: unknown[]) => {
+    if (!holding) return end(...args);
+    held = args;
+    return res;
+  }) as Response['end'];
+  const stop = () => {
+    holding = false;
+    res.end = end as Response['end'];
+  };
+  return {
+    release() {
+      stop();
+      if (held) end(...held);
+    },
+    /** Forgets a held response so that an error can be sent instead. */
+    discard(): boolean {
+      stop();
+      const had = held !== null;
+      held = null;
+      for (const header of ['content-type', 'content-length', 'etag', 'location', 'hx-redirect', 'hx-trigger']) {
+        res.removeHeader(header);
+      }
+      return had;
+    },
+  };
+}
 
 /**
  * Records every state-changing request that reached a handler — success or failure, through
  * the JSON API or the console — with who, from where, what, on which target, and the outcome.
- * Denials by the guards happen before this point and are recorded by the guards.
+ *
+ * The handler runs in one database transaction that every service joins (see
+ * ambient-transaction.ts), and the audit entry is written in that same transaction before it
+ * commits: a change is never committed without its entry. If the entry cannot be written the
+ * change is rolled back and the caller gets a 500. Denials by the guards happen before this
+ * point and are recorded by the guards.
  */
 @Injectable()
 export class AuditInterceptor implements NestInterceptor {
+  private readonly logger = new Logger('Audit');
+
   constructor(
     private readonly reflector: Reflector,
     private readonly audit: AuditService,
+    @InjectDataSource() private readonly dataSource: DataSource,
   ) {}
 
   intercept(context: ExecutionContext, next: CallHandler): Observable<unknown> {
@@ -44,46 +97,89 @@ export class AuditInterceptor implements NestInterceptor {
         ...((res.locals.auditDetails as Record<string, unknown> | undefined) ?? {}),
       };
     };
+    const afterHandler = async (result: unknown): Promise<AuditRecord> => {
+      // Console handlers answer failures with a re-rendered form (4xx) or a redirect that
+      // carries a flash message; they mark the latter in res.locals.
+      const failed = res.statusCode >= 400 || res.locals.auditFailed === true;
+      const id =
+        (req.params?.[idParam] as string | undefined) ??
+        (res.locals.auditTargetId as string | undefined) ??
+        (result as { id?: unknown } | undefined)?.id;
+      const targetId = id === undefined || id === null ? null : String(id);
+      return {
+        action,
+        outcome: failed ? 'failure' : 'success',
+        target: targetType ? { type: targetType, id: targetId } : undefined,
+        status: res.statusCode,
+        reason: failed ? (res.locals.auditReason as string | undefined) : undefined,
+        details: await describe(targetId),
+      };
+    };
 
-    return next.handle().pipe(
-      mergeMap((result) => {
-        // Console handlers answer failures with a re-rendered form (4xx) or a redirect that
-        // carries a flash message; they mark the latter in res.locals.
-        const failed = res.statusCode >= 400 || res.locals.auditFailed === true;
-        const id =
-          (req.params?.[idParam] as string | undefined) ??
-          (res.locals.auditTargetId as string | undefined) ??
-          (result as { id?: unknown } | undefined)?.id;
-        return from(
-          describe(id === undefined ? null : String(id)).then((described) =>
-            this.audit.record(auditContext(req), {
-              action,
-              outcome: failed ? 'failure' : 'success',
-              target: targetType ? { type: targetType, id: id === undefined ? null : String(id) } : undefined,
-              status: res.statusCode,
-              reason: failed ? (res.locals.auditReason as string | undefined) : undefined,
-              details: described,
-            }),
-          ),
-        ).pipe(mergeMap(() => from([result])));
-      }),
-      catchError((error: unknown) => {
-        const problem = toProblem(error, req);
-        const id = req.params?.[idParam] as string | undefined;
-        return from(
-          describe(id).then((described) =>
-            this.audit.recordSafely(auditContext(req), {
+    return new Observable((subscriber) => {
+      const held = holdResponse(res);
+      let record: AuditRecord | undefined;
+      const work = inAmbientTransaction(this.dataSource, async () => {
+        let result: unknown;
+        try {
+          result = await lastValueFrom(next.handle(), { defaultValue: undefined });
+        } catch (error) {
+          throw new HandlerFailed(error);
+        }
+        record = await afterHandler(result);
+        await this.audit.record(auditContext(req), record);
+        return result;
+      });
+      work.then(
+        (result) => {
+          held.release();
+          subscriber.next(result);
+          subscriber.complete();
+        },
+        async (failure: unknown) => {
+          if (failure instanceof HandlerFailed) {
+            const problem = toProblem(failure.error, req);
+            await this.audit.recordSafely(auditContext(req), {
               action,
               outcome: 'failure',
-              target: targetType ? { type: targetType, id: id ?? null } : undefined,
+              target: targetType ? { type: targetType, id: paramId ?? null } : undefined,
               status: problem.status,
               reason: problem.detail ? `${problem.title}: ${problem.detail}` : problem.title,
-              details: described,
-            }),
-          ),
-        ).pipe(mergeMap(() => throwError(() => error)));
-      }),
-    );
+              details: await describe(paramId).catch(() => details),
+            });
+            held.release();
+            subscriber.error(failure.error);
+            return;
+          }
+          // The handler finished but its audit entry (or the commit) failed: nothing it changed
+          // was kept. A refusal it already answered stands; a success must not be reported.
+          this.logger.error({ err: failure, action }, 'Audit entry not written; the change was rolled back');
+          if (record && record.outcome === 'failure') {
+            await this.audit.recordSafely(auditContext(req), record);
+            held.release();
+            subscriber.complete();
+            return;
+          }
+          await this.audit.recordSafely(auditContext(req), {
+            action,
+            outcome: 'failure',
+            target: record?.target,
+            status: 500,
+            reason: 'rolled back: the audit entry could not be written',
+          });
+          held.discard();
+          if (req.session?.flash) delete req.session.flash;
+          subscriber.error(
+            new ProblemException(
+              500,
+              'audit-unavailable',
+              'Change not applied',
+              'The audit entry for this change could not be written, so the change was rolled back. Try again.',
+            ),
+          );
+        },
+      );
+    });
   }
 
   /** What was asked for, minus secrets (AuditService drops secret-named fields too). */

@@ -1,5 +1,9 @@
 import { Global, Module } from '@nestjs/common';
 import { APP_INTERCEPTOR } from '@nestjs/core';
+import { InjectDataSource } from '@nestjs/typeorm';
+import { DataSource } from 'typeorm';
+import { shareAmbientTransactions } from '../database/ambient-transaction';
+import { AuditCheckpointService } from './audit-checkpoints';
 import { AuditInterceptor } from './audit.interceptor';
 import { AuditService } from './audit.service';
 import { AuditController } from './audit.controller';
@@ -9,7 +13,12 @@ import { AuditAdminController } from './audit.admin.controller';
 @Global()
 @Module({
   controllers: [AuditController, AuditAdminController],
-  providers: [AuditService, { provide: APP_INTERCEPTOR, useClass: AuditInterceptor }],
-  exports: [AuditService],
+  providers: [AuditService, AuditCheckpointService, { provide: APP_INTERCEPTOR, useClass: AuditInterceptor }],
+  exports: [AuditService, AuditCheckpointService],
 })
-export class AuditModule {}
+export class AuditModule {
+  constructor(@InjectDataSource() dataSource: DataSource) {
+    // Before any request: the audit interceptor's transaction is shared by every service.
+    shareAmbientTransactions(dataSource);
+  }
+}

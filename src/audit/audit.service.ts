@@ -4,24 +4,16 @@ import { DataSource, SelectQueryBuilder } from 'typeorm';
 import type { QueryDeepPartialEntity } from 'typeorm/query-builder/QueryPartialEntity';
 import { SecretsService } from '../crypto/secrets.service';
 import { chainHash, ChainBreak, findBreak, GENESIS_HASH } from './audit-chain';
+import { AuditCheckpointService, type CheckpointSource } from './audit-checkpoints';
 import { AuditEntry } from './audit-entry.entity';
 import type { AuditContext, AuditRecord } from './audit.types';
+import { cleanDetails, cleanOptionalText, cleanText } from './sanitize';
 
 /** Field names whose values must never reach the audit log (a Slack webhook URL is its own credential). */
 const SECRET_FIELD = /(pass(word)?|secret|token|authorization|cookie|key$|plaintext|credential|slackurl)/i;
 
-function scrub(value: unknown, depth = 0): unknown {
-  if (depth > 5 || value === null || typeof value !== 'object') return value;
-  if (Array.isArray(value)) return value.slice(0, 50).map((v) => scrub(v, depth + 1));
-  return Object.fromEntries(
-    Object.entries(value as Record<string, unknown>)
-      .filter(([k]) => !SECRET_FIELD.test(k))
-      .map(([k, v]) => [k, scrub(v, depth + 1)]),
-  );
-}
-
-const clip = (value: string | null | undefined, max: number) =>
-  value === null || value === undefined ? null : value.slice(0, max);
+const notSecret = (field: string) => !SECRET_FIELD.test(field);
+const clip = cleanOptionalText;
 
 export interface AuditQuery {
   actor?: string;
@@ -44,9 +36,11 @@ export interface AuditPage {
 export interface ChainReport {
   ok: boolean;
   checked: number;
-  /** The newest entry; record it elsewhere to detect truncation of the newest rows. */
+  /** The newest entry. */
   head: { seq: number; hash: string } | null;
   firstBreak: ChainBreak | null;
+  /** The newest signed checkpoint the chain was compared with (null: none taken yet). */
+  checkpoint: { seq: number; hash: string; at: string; source: CheckpointSource } | null;
 }
 
 // One lock id for "appending to the audit chain", shared by every instance.
@@ -64,6 +58,7 @@ export class AuditService {
   constructor(
     @InjectDataSource() private readonly dataSource: DataSource,
     private readonly secrets: SecretsService,
+    private readonly checkpoints: AuditCheckpointService,
   ) {}
 
   private get chainKey(): Buffer {
@@ -108,13 +103,13 @@ export class AuditService {
         actorRole: context.actor?.role ?? null,
         ip: clip(context.ip, 64),
         userAgent: clip(context.userAgent, 512),
-        action: record.action,
-        targetType: record.target?.type ?? null,
+        action: cleanText(record.action, 100),
+        targetType: clip(record.target?.type, 100),
         targetId: clip(record.target?.id, 200),
         outcome: record.outcome,
         status: record.status ?? null,
         reason: clip(record.reason, 500),
-        details: (scrub(record.details ?? {}) as Record<string, unknown>) ?? {},
+        details: cleanDetails(record.details ?? {}, notSecret),
         prevHash: last ? last.hash : GENESIS_HASH,
       });
       entry.hash = chainHash(this.chainKey, entry);
@@ -158,11 +153,20 @@ export class AuditService {
     return qb;
   }
 
-  /** Walks the whole chain in batches and reports the first broken link. */
+  /**
+   * Walks the whole chain in batches and reports the first broken link, then compares the head
+   * with the newest signed checkpoint: entries the checkpoint saw but the table no longer holds
+   * mean the newest rows were removed.
+   */
   async verifyChain(): Promise<ChainReport> {
     const repo = this.dataSource.getRepository(AuditEntry);
+    const latest = await this.checkpoints.latest();
+    const checkpoint = latest
+      ? { seq: latest.checkpoint.seq, hash: latest.checkpoint.hash, at: latest.checkpoint.at, source: latest.source }
+      : null;
     let previous: { seq: number; hash: string } | null = null;
     let checked = 0;
+    let atCheckpoint: string | null = null;
     for (;;) {
       const rows: AuditEntry[] = await repo
         .createQueryBuilder('a')
@@ -174,13 +178,52 @@ export class AuditService {
       const firstBreak = findBreak(this.chainKey, rows, previous);
       if (firstBreak) {
         checked += rows.findIndex((r) => r.seq === firstBreak.seq);
-        return { ok: false, checked, head: null, firstBreak };
+        return { ok: false, checked, head: null, firstBreak, checkpoint };
       }
       checked += rows.length;
       const last: AuditEntry = rows[rows.length - 1];
+      if (checkpoint) atCheckpoint = rows.find((r) => r.seq === checkpoint.seq)?.hash ?? atCheckpoint;
       previous = { seq: last.seq, hash: last.hash };
     }
-    return { ok: true, checked, head: previous, firstBreak: null };
+    const head = previous;
+    if (latest && !latest.genuine) {
+      return {
+        ok: false,
+        checked,
+        head,
+        checkpoint,
+        firstBreak: {
+          seq: latest.checkpoint.seq,
+          reason: 'the newest audit checkpoint in the database does not carry a valid signature',
+        },
+      };
+    }
+    if (checkpoint && (!head || head.seq < checkpoint.seq)) {
+      const from = (head?.seq ?? 0) + 1;
+      return {
+        ok: false,
+        checked,
+        head,
+        checkpoint,
+        firstBreak: {
+          seq: from,
+          reason: `entries ${from}–${checkpoint.seq} are missing: the signed checkpoint of ${checkpoint.at} saw the chain reach entry ${checkpoint.seq}`,
+        },
+      };
+    }
+    if (checkpoint && atCheckpoint !== checkpoint.hash) {
+      return {
+        ok: false,
+        checked,
+        head,
+        checkpoint,
+        firstBreak: {
+          seq: checkpoint.seq,
+          reason: `entry ${checkpoint.seq} differs from the one the signed checkpoint of ${checkpoint.at} saw`,
+        },
+      };
+    }
+    return { ok: true, checked, head, firstBreak: null, checkpoint };
   }
 }
 

@@ -12,6 +12,8 @@ import { AuthenticationGuard } from './authentication.guard';
 import { JwtAuthGuard } from './jwt-auth.guard';
 import { JwtStrategy } from './jwt.strategy';
 import { PoliciesGuard } from './policies.guard';
+import { IpAllowlistGuard } from '../security/ip-allowlist.guard';
+import { RedisThrottlerStorage } from '../security/redis-throttler-storage';
 import { SessionService } from './session.service';
 import { SetupService } from './setup.service';
 import { SignInThrottlerGuard } from './signin-throttler.guard';
@@ -40,6 +42,8 @@ import { SecretsService } from '../crypto/secrets.service';
       inject: [KEYWARD_CONFIG],
       useFactory: (config: KeywardConfig) => ({
         throttlers: [{ name: 'signin', ttl: 60_000, limit: config.signInRateLimitPerMinute }],
+        // Shared by every instance when Redis is configured, so the limit holds across them.
+        storage: config.redisUrl ? new RedisThrottlerStorage(config.redisUrl) : undefined,
       }),
     }),
   ],
@@ -62,6 +66,8 @@ import { SecretsService } from '../crypto/secrets.service';
     JwtAuthGuard,
     SignInThrottlerGuard,
     { provide: APP_GUARD, useClass: AuthenticationGuard },
+    // Between "who" and "may they": a person outside their IP allowlist goes no further.
+    { provide: APP_GUARD, useClass: IpAllowlistGuard },
     { provide: APP_GUARD, useClass: PoliciesGuard },
     MfaService,
     // Step-up on routes marked @RequiresMfa(), for every module.

@@ -10,6 +10,9 @@ import type { User } from './users/user.entity';
 import { UsersService } from './users/users.service';
 import { dummyHash, verifyPassword } from './password';
 import { OidcRefusal, type OidcIdentity } from './oidc/oidc.client';
+import { normalizeEmail } from '../common/validators';
+import { IpAllowlistService } from '../security/ip-allowlist.service';
+import { SignInLockoutService } from '../security/sign-in-lockout.service';
 
 export const JWT_ISSUER = 'keyward';
 export const JWT_AUDIENCE = 'keyward-api';
@@ -35,6 +38,8 @@ export class AuthService {
     private readonly jwt: JwtService,
     private readonly secrets: SecretsService,
     @Inject(KEYWARD_CONFIG) private readonly config: KeywardConfig,
+    private readonly lockout: SignInLockoutService,
+    private readonly allowlist: IpAllowlistService,
   ) {}
 
   /**
@@ -42,7 +47,7 @@ export class AuthService {
    * "invalid email or password"; the audit entry says which it was.
    */
   async signIn(email: string, password: string, context: AuditContext, channel: 'console' | 'api'): Promise<User> {
-    const attempted = email.trim().toLowerCase().slice(0, 320);
+    const attempted = normalizeEmail(email).slice(0, 320);
     const user = await this.users.findForSignIn(attempted);
     const fail = async (
       reason: string,
@@ -59,6 +64,8 @@ export class AuthService {
       await fail('unknown email');
       throw INVALID_CREDENTIALS();
     }
+    // A locked account is refused before its password is checked: guessing gains nothing.
+    await this.lockout.refuseIfLocked(user, context);
     if (!user.passwordHash) {
       await verifyPassword(await dummyHash(), password);
       await fail('single sign-on account: password sign-in refused');
@@ -70,13 +77,16 @@ export class AuthService {
       );
     }
     if (!(await verifyPassword(user.passwordHash, password))) {
-      await fail('wrong password');
+      const lockedUntil = await this.lockout.noteFailure(user.id, context.ip);
+      await fail(lockedUntil ? `wrong password; account locked until ${lockedUntil.toISOString()}` : 'wrong password');
       throw INVALID_CREDENTIALS();
     }
     if (user.disabledAt) {
       await fail('account disabled');
       throw new ProblemException(401, 'account-disabled', 'Sign-in failed', 'This account is disabled; ask an admin.');
     }
+    await this.allowlist.refuseIfOutside(user, context, 'sign-in');
+    await this.lockout.noteSuccess(user.id);
     await this.users.recordSignIn(user.id);
     await this.audit.record(
       { ...context, actor: { id: user.id, email: user.email, role: user.role } },

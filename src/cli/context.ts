@@ -3,6 +3,7 @@ import * as path from 'node:path';
 import { DataSource } from 'typeorm';
 import { AuditService } from '../audit/audit.service';
 import type { AuditContext } from '../audit/audit.types';
+import { AuditCheckpointService } from '../audit/audit-checkpoints';
 import { ConfigError, loadConfig, type KeywardConfig } from '../config/config';
 import { describeKeySource, readKeyring, type LoadedKeyring } from '../crypto/keyring';
 import { SecretsService } from '../crypto/secrets.service';
@@ -166,7 +167,9 @@ export async function openVault(
       78,
     );
   }
-  return { secrets, audit: new AuditService(db.dataSource, secrets) };
+  // Verification compares the chain with the signed checkpoints, as the app's does.
+  const checkpoints = new AuditCheckpointService(db.dataSource, secrets, loadConfig());
+  return { secrets, audit: new AuditService(db.dataSource, secrets, checkpoints) };
 }
 
 /** Who the audit log names for a command run from the shell. */

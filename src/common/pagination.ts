@@ -1,15 +1,15 @@
-import { Type } from 'class-transformer';
 import { IsInt, IsOptional, Max, Min } from 'class-validator';
+import { StrictInteger } from './validators';
 
 export class PageQuery {
   @IsOptional()
-  @Type(() => Number)
+  @StrictInteger()
   @IsInt({ message: 'page must be a whole number from 1' })
   @Min(1, { message: 'page must be a whole number from 1' })
   page: number = 1;
 
   @IsOptional()
-  @Type(() => Number)
+  @StrictInteger()
   @IsInt({ message: 'pageSize must be a whole number from 1 to 200' })
   @Min(1, { message: 'pageSize must be a whole number from 1 to 200' })
   @Max(200, { message: 'pageSize must be a whole number from 1 to 200' })

@@ -1,4 +1,4 @@
-import { ValidationError, ValidationPipe } from '@nestjs/common';
+import { type ArgumentMetadata, ValidationError, ValidationPipe } from '@nestjs/common';
 import { plainToInstance } from 'class-transformer';
 import { validate } from 'class-validator';
 import { FieldError, ValidationProblem } from './problem';
@@ -20,12 +20,38 @@ export function toFieldErrors(errors: ValidationError[], parent = ''): FieldErro
 }
 
 /**
+ * Query fields sent empty mean "not set". Every filter form (audit, users, keys, tokens, usage)
+ * submits all its fields, the empty ones too, with or without JavaScript; this is the one place
+ * that reads them so, before any query DTO sees them.
+ */
+export function withoutEmptyFields(query: unknown): unknown {
+  if (!query || typeof query !== 'object' || Array.isArray(query)) return query;
+  const kept: Record<string, unknown> = {};
+  for (const [field, value] of Object.entries(query as Record<string, unknown>)) {
+    if (typeof value === 'string' && value.trim() === '') continue;
+    if (Array.isArray(value)) {
+      const values = value.filter((v) => !(typeof v === 'string' && v.trim() === ''));
+      if (values.length > 0) kept[field] = values.length === 1 ? values[0] : values;
+      continue;
+    }
+    kept[field] = value;
+  }
+  return kept;
+}
+
+class FilterAwareValidationPipe extends ValidationPipe {
+  override transform(value: unknown, metadata: ArgumentMetadata): Promise<unknown> {
+    return super.transform(metadata.type === 'query' ? withoutEmptyFields(value) : value, metadata);
+  }
+}
+
+/**
  * Global validation: unknown fields are refused (a typo should not be silently ignored),
  * values are transformed to the DTO's types, and errors never echo the submitted value, since
  * that value may be a secret.
  */
 export function createValidationPipe(): ValidationPipe {
-  return new ValidationPipe({
+  return new FilterAwareValidationPipe({
     whitelist: true,
     forbidNonWhitelisted: true,
     transform: true,

@@ -17,6 +17,7 @@ import {
   ValidationError,
 } from 'class-validator';
 import * as path from 'node:path';
+import { normalizeIpRule } from '../access-tokens/ip-rules';
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
@@ -130,9 +131,7 @@ export class Environment {
 
   @IsOptional()
   @Transform(emptyToUndefined)
-  @Matches(/^(false|true|\d+|loopback|[0-9a-fA-F.:/,\s]+)$/, {
-    message: 'must be false, true, a hop count, "loopback", or a comma-separated list of proxy addresses/CIDRs',
-  })
+  @IsString()
   KEYWARD_TRUST_PROXY?: string;
 
   @IsOptional()
@@ -397,6 +396,49 @@ export class Environment {
     message: 'must be one of owner, admin, operator, auditor, or none (refuse users whose claim maps to no role)',
   })
   KEYWARD_OIDC_DEFAULT_ROLE?: string;
+
+  // --- Admin security: lockout, audit checkpoints, failing gateway tokens ---
+
+  @IsOptional()
+  @Transform(toInt)
+  @IsInt({ message: 'must be a whole number of failed sign-ins from 3 to 1000' })
+  @Min(3, { message: 'must be a whole number of failed sign-ins from 3 to 1000' })
+  @Max(1000, { message: 'must be a whole number of failed sign-ins from 3 to 1000' })
+  KEYWARD_LOCKOUT_THRESHOLD?: number;
+
+  @IsOptional()
+  @Transform(toInt)
+  @IsInt({ message: 'must be a whole number of minutes from 1 to 1440' })
+  @Min(1, { message: 'must be a whole number of minutes from 1 to 1440' })
+  @Max(1440, { message: 'must be a whole number of minutes from 1 to 1440' })
+  KEYWARD_LOCKOUT_MINUTES?: number;
+
+  @IsOptional()
+  @Transform(emptyToUndefined)
+  @IsString()
+  KEYWARD_AUDIT_CHECKPOINT_FILE?: string;
+
+  @IsOptional()
+  @Transform(emptyToUndefined)
+  @IsUrl(
+    { require_tld: false, protocols: ['http', 'https'], require_protocol: true },
+    { message: 'must be an http(s) URL that accepts a POSTed JSON checkpoint' },
+  )
+  KEYWARD_AUDIT_CHECKPOINT_URL?: string;
+
+  @IsOptional()
+  @Transform(toInt)
+  @IsInt({ message: 'must be a whole number of seconds from 10 to 86400' })
+  @Min(10, { message: 'must be a whole number of seconds from 10 to 86400' })
+  @Max(86400, { message: 'must be a whole number of seconds from 10 to 86400' })
+  KEYWARD_AUDIT_CHECKPOINT_SECONDS?: number;
+
+  @IsOptional()
+  @Transform(toInt)
+  @IsInt({ message: 'must be a whole number of failures from 1 to 100000' })
+  @Min(1, { message: 'must be a whole number of failures from 1 to 100000' })
+  @Max(100000, { message: 'must be a whole number of failures from 1 to 100000' })
+  KEYWARD_FAILED_TOKEN_LIMIT?: number;
 }
 
 export interface KeywardConfig {
@@ -411,7 +453,8 @@ export interface KeywardConfig {
   admin?: { email: string; password: string };
   jwt: { secret?: string; ttlSeconds: number };
   session: { idleMinutes: number; absoluteHours: number; cookieSecure: boolean };
-  trustProxy: boolean | number | string;
+  /** false, or the proxies whose X-Forwarded-For is believed (see parseTrustProxy). */
+  trustProxy: false | string;
   signInRateLimitPerMinute: number;
   bodyLimit: string;
   logLevel: LogLevel;
@@ -482,6 +525,17 @@ export interface KeywardConfig {
   mfa: { stepUpMinutes: number };
   /** Single sign-on through OpenID Connect; undefined when not configured. */
   oidc?: OidcConfig;
+  security: {
+    /** Failed sign-ins to one account within `lockoutMinutes` that lock it for `lockoutMinutes`. */
+    lockoutThreshold: number;
+    lockoutMinutes: number;
+    /** Where signed audit checkpoints go besides the database and the log. */
+    checkpointFile?: string;
+    checkpointUrl?: string;
+    checkpointSeconds: number;
+    /** Failing gateway tokens per client address per minute before that address is refused. */
+    failedTokenLimit: number;
+  };
 }
 
 export interface OidcConfig {
@@ -547,11 +601,34 @@ export function sizeInBytes(size: string): number {
   return Number(m[1]) * (unit === 'mb' ? 1024 * 1024 : unit === 'kb' ? 1024 : 1);
 }
 
-function parseTrustProxy(value: string | undefined): boolean | number | string {
-  if (value === undefined || value === 'false') return false;
-  if (value === 'true') return true;
-  if (/^\d+$/.test(value)) return Number(value);
-  return value;
+const PROXY_NAMES = new Set(['loopback', 'linklocal', 'uniquelocal']);
+
+/**
+ * Trusted proxies are named: addresses, CIDR ranges or proxy-addr's names. `true` (trust every
+ * hop) and hop counts would let any client write its own X-Forwarded-For and pick the address
+ * that the sign-in limit, the IP allowlists and the audit log see, so they are refused.
+ */
+export function parseTrustProxy(value: string | undefined): { value: false | string } | { problem: string } {
+  if (value === undefined || value.trim() === 'false') return { value: false };
+  const text = value.trim();
+  if (text === 'true' || /^\d+$/.test(text)) {
+    return {
+      problem:
+        `KEYWARD_TRUST_PROXY=${text} would trust X-Forwarded-For from any client, who could then choose the address ` +
+        'that sign-in limits, IP allowlists and the audit log see. Name the proxies instead: their addresses or ' +
+        'CIDR ranges, or loopback, e.g. KEYWARD_TRUST_PROXY=loopback,10.0.0.0/8',
+    };
+  }
+  const entries = text.split(',').map((entry) => entry.trim());
+  const bad = entries.filter((entry) => !PROXY_NAMES.has(entry) && normalizeIpRule(entry) === null);
+  if (bad.length > 0 || entries.some((entry) => entry === '')) {
+    return {
+      problem:
+        'KEYWARD_TRUST_PROXY must be false or a comma-separated list of proxy addresses, CIDR ranges, loopback, ' +
+        `linklocal or uniquelocal (not understood: ${bad.map((b) => JSON.stringify(b.slice(0, 60))).join(', ') || 'an empty entry'})`,
+    };
+  }
+  return { value: entries.join(',') };
 }
 
 /** Reads and validates the environment; throws `ConfigError` naming every bad variable. */
@@ -566,7 +643,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): KeywardConfig 
     );
   }
   const oidc = parseOidc(raw, problems);
-  if (problems.length > 0) throw new ConfigError(problems);
+  const trustProxy = parseTrustProxy(raw.KEYWARD_TRUST_PROXY);
+  if ('problem' in trustProxy) problems.push(trustProxy.problem);
+  if (problems.length > 0 || 'problem' in trustProxy) throw new ConfigError(problems);
 
   const host = raw.HOST ?? '127.0.0.1';
   const port = raw.PORT ?? 3000;
@@ -589,7 +668,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): KeywardConfig 
       absoluteHours: raw.KEYWARD_SESSION_ABSOLUTE_HOURS ?? 12,
       cookieSecure: raw.KEYWARD_COOKIE_SECURE ?? publicUrl.startsWith('https://'),
     },
-    trustProxy: parseTrustProxy(raw.KEYWARD_TRUST_PROXY),
+    trustProxy: trustProxy.value,
     signInRateLimitPerMinute: raw.KEYWARD_SIGNIN_RATE_LIMIT ?? 10,
     bodyLimit: raw.KEYWARD_BODY_LIMIT ?? '1mb',
     logLevel: raw.LOG_LEVEL ?? 'info',
@@ -637,5 +716,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): KeywardConfig 
     metricsToken: raw.KEYWARD_METRICS_TOKEN,
     mfa: { stepUpMinutes: raw.KEYWARD_MFA_STEP_UP_MINUTES ?? 10 },
     oidc,
+    security: {
+      lockoutThreshold: raw.KEYWARD_LOCKOUT_THRESHOLD ?? 10,
+      lockoutMinutes: raw.KEYWARD_LOCKOUT_MINUTES ?? 15,
+      checkpointFile: raw.KEYWARD_AUDIT_CHECKPOINT_FILE ? path.resolve(raw.KEYWARD_AUDIT_CHECKPOINT_FILE) : undefined,
+      checkpointUrl: raw.KEYWARD_AUDIT_CHECKPOINT_URL,
+      checkpointSeconds: raw.KEYWARD_AUDIT_CHECKPOINT_SECONDS ?? 300,
+      failedTokenLimit: raw.KEYWARD_FAILED_TOKEN_LIMIT ?? 30,
+    },
   };
 }

@@ -75,10 +75,4 @@ export class ConsoleController {
       runtime: this.runtime,
     });
   }
-
-  @Get('security')
-  @CheckPolicies((ability) => ability.can('read', 'Dashboard'))
-  security(@Req() req: Request, @Res() res: Response) {
-    render(req, res, 'console/security', { title: 'Security', nav: 'security', runtime: this.runtime });
-  }
 }

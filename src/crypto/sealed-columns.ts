@@ -40,6 +40,20 @@ export const SEALED_COLUMNS: SealedColumn[] = [
     key: ['id'],
     aad: (row) => managementAad({ id: String(row.id), provider: String(row.provider) }),
   },
+  {
+    table: 'alert_channels',
+    column: 'secret_ciphertext',
+    rowColumns: ['id'],
+    key: ['id'],
+    aad: (row) => `alert_channel:${String(row.id)}`,
+  },
+  {
+    table: 'mfa_factors',
+    column: 'secret_envelope',
+    rowColumns: ['id'],
+    key: ['id'],
+    aad: (row) => `mfa_factor:${String(row.id)}`,
+  },
 ];
 
 /** SQL for "this bytea is an envelope": magic "KW" and format 1 (see envelope.ts). */

@@ -16,6 +16,7 @@ import { UsageRecordIds1764460000000 } from './migrations/1764460000000-UsageRec
 import { Alerting1764410000000 } from './migrations/1764410000000-Alerting';
 import { Reports1764420000001 } from './migrations/1764420000001-Reports';
 import { AccountSecurity1764430000001 } from './migrations/1764430000001-AccountSecurity';
+import { AdminSecurity1764440000000 } from './migrations/1764440000000-AdminSecurity';
 
 /**
  * Entities and migrations are listed, not globbed: the list is checked by the compiler and
@@ -32,6 +33,7 @@ export const MIGRATIONS = [
   Alerting1764410000000,
   Reports1764420000001,
   AccountSecurity1764430000001,
+  AdminSecurity1764440000000,
 ];
 
 export function dataSourceOptions(url: string): DataSourceOptions {

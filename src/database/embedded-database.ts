@@ -19,6 +19,11 @@ export class EmbeddedDatabaseError extends Error {
 
 const DATABASE_NAME = 'keyward';
 const SUPERUSER = 'keyward';
+/** The role Keyward runs as: owns its tables, but not the audit log's, and is no superuser. */
+export const APP_ROLE = 'keyward_app';
+/** What stays the superuser's: the append-only audit tables and their trigger function. */
+const AUDIT_TABLES = ['audit_log', 'audit_checkpoints'];
+const AUDIT_FUNCTION = 'audit_log_append_only';
 
 async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -85,6 +90,7 @@ function isAlive(pid: number): boolean {
  */
 export class EmbeddedDatabase {
   private instance?: { stop(): Promise<void> };
+  private superuserUrl?: string;
   private stopping?: Promise<void>;
   private exitListener?: () => void;
 
@@ -168,7 +174,90 @@ export class EmbeddedDatabase {
 
     const url = `postgres://${SUPERUSER}:${encodeURIComponent(password)}@127.0.0.1:${port}/${DATABASE_NAME}`;
     await this.ensureDatabase(url);
-    return url;
+    this.superuserUrl = url;
+    await this.migrate(url);
+    await this.ensureAppRole(url, password);
+    return `postgres://${APP_ROLE}:${encodeURIComponent(password)}@127.0.0.1:${port}/${DATABASE_NAME}`;
+  }
+
+  /** The superuser's URL (for tests and maintenance); Keyward itself gets the app role's. */
+  get adminUrl(): string {
+    if (!this.superuserUrl) throw new EmbeddedDatabaseError('the embedded database is not started');
+    return this.superuserUrl;
+  }
+
+  /**
+   * Migrations run as the superuser, before Keyward connects as its own role: they create the
+   * audit log's append-only trigger, which the app role must not be able to alter.
+   */
+  private async migrate(url: string): Promise<void> {
+    // Imported here: the entities are only needed on the embedded path.
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const { dataSourceOptions } = require('./data-source-options') as typeof import('./data-source-options');
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const { DataSource } = require('typeorm') as typeof import('typeorm');
+    const dataSource = new DataSource(dataSourceOptions(url));
+    await dataSource.initialize();
+    try {
+      await dataSource.runMigrations();
+    } finally {
+      await dataSource.destroy();
+    }
+  }
+
+  /**
+   * Keyward runs as a role that is no superuser: it owns every table but the audit log's, which
+   * it may only read and append to — so it cannot disable, drop or bypass the append-only
+   * trigger (ALTER TABLE needs the owner; session_replication_role needs a superuser). Run at
+   * every start: a data folder from before this role existed, or a new migration's tables, are
+   * handed over the same way.
+   */
+  private async ensureAppRole(url: string, password: string): Promise<void> {
+    const client = new Client({ connectionString: url });
+    await client.connect();
+    try {
+      const { rowCount } = await client.query('SELECT 1 FROM pg_roles WHERE rolname = $1', [APP_ROLE]);
+      const quoted = `'${password.replace(/'/g, "''")}'`;
+      await client.query(
+        `${rowCount ? 'ALTER' : 'CREATE'} ROLE ${APP_ROLE} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS PASSWORD ${quoted}`,
+      );
+      await client.query(`GRANT CONNECT, TEMPORARY ON DATABASE ${DATABASE_NAME} TO ${APP_ROLE}`);
+      await client.query(`GRANT USAGE, CREATE ON SCHEMA public TO ${APP_ROLE}`);
+      const { rows } = await client.query<{ name: string; kind: string }>(
+        `SELECT c.relname AS name, c.relkind AS kind FROM pg_class c
+           JOIN pg_namespace n ON n.oid = c.relnamespace
+          WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
+            AND pg_get_userbyid(c.relowner) <> $1
+            -- Sequences that belong to a table follow it.
+            AND NOT (c.relkind = 'S' AND EXISTS (
+              SELECT 1 FROM pg_depend d WHERE d.objid = c.oid AND d.deptype IN ('a', 'i')))`,
+        [APP_ROLE],
+      );
+      for (const { name, kind } of rows) {
+        if (AUDIT_TABLES.includes(name) || AUDIT_TABLES.some((t) => name.startsWith(`${t}_`) && kind === 'S')) continue;
+        const what = kind === 'S' ? 'SEQUENCE' : kind === 'v' ? 'VIEW' : kind === 'm' ? 'MATERIALIZED VIEW' : 'TABLE';
+        await client.query(`ALTER ${what} public."${name.replace(/"/g, '""')}" OWNER TO ${APP_ROLE}`);
+      }
+      const { rows: functions } = await client.query<{ signature: string }>(
+        `SELECT p.oid::regprocedure::text AS signature FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+          WHERE n.nspname = 'public' AND p.proname <> $1 AND pg_get_userbyid(p.proowner) <> $2`,
+        [AUDIT_FUNCTION, APP_ROLE],
+      );
+      for (const { signature } of functions) await client.query(`ALTER ROUTINE ${signature} OWNER TO ${APP_ROLE}`);
+      for (const table of AUDIT_TABLES) {
+        const { rowCount: exists } = await client.query(
+          `SELECT 1 FROM pg_tables WHERE schemaname = 'public' AND tablename = $1`,
+          [table],
+        );
+        if (!exists) continue;
+        await client.query(`ALTER TABLE public.${table} OWNER TO ${SUPERUSER}`);
+        await client.query(`REVOKE ALL ON public.${table} FROM ${APP_ROLE}`);
+        await client.query(`GRANT SELECT, INSERT ON public.${table} TO ${APP_ROLE}`);
+      }
+      await client.query(`GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO ${APP_ROLE}`);
+    } finally {
+      await client.end();
+    }
   }
 
   /** Fast shutdown: PostgreSQL finishes cleanly and the data directory stays consistent. */

@@ -1,8 +1,9 @@
-import { Inject, Injectable } from '@nestjs/common';
+import { Inject, Injectable, Optional } from '@nestjs/common';
 import type { IncomingMessage } from 'node:http';
 import { RATE_LIMITER } from '../access-tokens/access-tokens.constants';
 import { AccessTokensService, tokenHint, type GatewayPrincipal } from '../access-tokens/access-tokens.service';
 import type { RateLimiter } from '../access-tokens/rate-limiter';
+import { FAILED_TOKEN_THROTTLE, type FailedTokenThrottle } from '../access-tokens/failed-token-throttle';
 import { GatewayProblem } from './gateway-problem';
 
 /**
@@ -14,6 +15,7 @@ export class Admission {
   constructor(
     private readonly tokens: AccessTokensService,
     @Inject(RATE_LIMITER) private readonly limiter: RateLimiter,
+    @Optional() @Inject(FAILED_TOKEN_THROTTLE) private readonly failures?: FailedTokenThrottle,
   ) {}
 
   /** The raw token the request carries, if any (for the audit hint of a refusal). */
@@ -31,9 +33,21 @@ export class Admission {
   }
 
   async admit(req: IncomingMessage, ip: string): Promise<GatewayPrincipal> {
+    // An address that keeps sending bad tokens is refused before any lookup: guessing costs it.
+    if (this.failures?.isBlocked(ip)) {
+      throw new GatewayProblem(
+        429,
+        'too-many-failed-tokens',
+        'Too many failed access tokens',
+        'This address sent too many unknown or revoked access tokens; try again later.',
+        { 'retry-after': String(this.failures.retryAfterSeconds(ip)) },
+        'token-throttled',
+      );
+    }
     const raw = this.credentialOf(req);
     const principal = raw ? await this.tokens.resolve(raw) : null;
     if (!principal) {
+      if (raw) this.failures?.noteFailure(ip);
       throw new GatewayProblem(
         401,
         'unauthenticated',

@@ -12,6 +12,7 @@ import {
   type UsageCount,
 } from '../plugin-system/provider-plugin';
 import { ShutdownService } from '../lifecycle/shutdown.service';
+import { MetricsService } from '../metrics/metrics.service';
 import { LimitsService } from '../limits/limits.service';
 import type { Reservation, UsageAmount, WorstCase } from '../limits/limits.types';
 import { CHARS_PER_TOKEN, estimateInputTokens } from '../limits/worst-case';
@@ -54,6 +55,7 @@ export class Failover implements OnModuleDestroy {
     private readonly limits: LimitsService,
     @Inject(KEYWARD_CONFIG) private readonly config: KeywardConfig,
     @Optional() shutdown?: ShutdownService,
+    @Optional() private readonly metrics?: MetricsService,
   ) {
     // Provider connections close only after the calls in flight have drained.
     shutdown?.register('upstream', 'provider connections', () => this.upstream.close());
@@ -93,9 +95,11 @@ export class Failover implements OnModuleDestroy {
       const reservation = await this.reserve(call, key, () => (worst ??= this.worstCase(call)));
       if (reservation === 'key-full') {
         reasons.set('over-limit', (reasons.get('over-limit') ?? 0) + 1);
+        this.metrics?.countLimitHit('key');
         fullKeys++;
         continue;
       }
+      if (tried > 0) this.metrics?.countFailover(call.provider);
       tried++;
       const othersUsable = order.some((k) => k !== key && !this.pool.unusable(k, Date.now()));
       const outcome = await this.attempt(call, key, secret, tried, tried === attempts, othersUsable, reservation);

@@ -1,10 +1,11 @@
-import { Inject, Injectable, Logger } from '@nestjs/common';
+import { Inject, Injectable, Logger, Optional } from '@nestjs/common';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { GatewayPrincipal } from '../access-tokens/access-tokens.service';
 import { KEYWARD_CONFIG } from '../config/config.constants';
 import { DatabaseUnavailableError } from '../database/database-health';
 import type { KeywardConfig } from '../config/config';
 import type { ProviderEndpoint, ProviderPlugin } from '../plugin-system/provider-plugin';
+import { MetricsService } from '../metrics/metrics.service';
 import { ProviderRegistry } from '../plugin-system/provider-registry';
 import { Admission } from './admission';
 import { Failover } from './failover';
@@ -56,6 +57,7 @@ export class GatewayService {
     private readonly refusals: RefusalLog,
     private readonly registry: ProviderRegistry,
     @Inject(KEYWARD_CONFIG) config: KeywardConfig,
+    @Optional() private readonly metrics?: MetricsService,
   ) {
     this.limits = { bufferBytes: config.gateway.bodyLimitBytes, streamBytes: config.gateway.uploadLimitBytes };
   }
@@ -84,9 +86,12 @@ export class GatewayService {
 
   private async handle(req: IncomingMessage, res: ServerResponse, work: (seen: Seen) => Promise<void>): Promise<void> {
     const seen: Seen = { ip: this.clientAddress(req) };
+    const started = performance.now();
     try {
       await work(seen);
+      this.observe(seen, res, started, undefined);
     } catch (error) {
+      this.observe(seen, res, started, error instanceof GatewayProblem ? (error.refusal ?? error.slug) : 'error');
       if (error instanceof GatewayProblem) return this.refuse(req, res, error, seen);
       if (error instanceof DatabaseUnavailableError) {
         // The database is down and nothing cached can answer: a retryable 503, not a 502.
@@ -110,6 +115,20 @@ export class GatewayService {
       if (res.headersSent) return void res.destroy();
       sendProblem(req, res, new GatewayProblem(502, 'bad-gateway', 'Bad gateway', 'The call could not be completed.'));
     }
+  }
+
+  /** One sample per call for /metrics: the provider and how the call ended. */
+  private observe(seen: Seen, res: ServerResponse, started: number, refusal: string | undefined): void {
+    if (!this.metrics) return;
+    let outcome = refusal;
+    if (outcome === undefined) {
+      if (!res.writableEnded) outcome = 'client_aborted';
+      else if (res.statusCode < 400) outcome = 'success';
+      else outcome = res.statusCode >= 500 ? 'provider_error' : 'provider_refused';
+    }
+    if (refusal === 'rate-limited') this.metrics.countLimitHit('rate');
+    else if (refusal === 'budget-exceeded') this.metrics.countLimitHit('token');
+    this.metrics.observeGatewayRequest(seen.provider ?? 'none', outcome, (performance.now() - started) / 1000);
   }
 
   /** Keyward's own answer: refusals are audited (folded) and, once a provider is known, counted. */

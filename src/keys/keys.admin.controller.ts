@@ -314,7 +314,7 @@ export class KeysAdminController {
       return this.section(req, res, key, 'editor', { edit, editErrors: ValidationProblem.byField(errors) }, 400);
     }
     try {
-      const updated = await this.keys.update(id, dto);
+      const updated = await this.keys.update(id, dto, this.ability(req));
       if (!isHtmx(req)) {
         flash(req, 'success', `Saved ${updated.name}.`);
         return res.redirect(303, `/admin/keys/${id}`);

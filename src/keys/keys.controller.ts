@@ -41,8 +41,8 @@ export class KeysController {
   @Patch(':id')
   @Audit('api-key.update', 'ApiKey')
   @CheckPolicies((ability) => ability.can('update', 'ApiKey'))
-  async update(@Param('id', keyId) id: string, @Body() dto: UpdateApiKeyDto) {
-    return this.keys.view(await this.keys.update(id, dto));
+  async update(@Param('id', keyId) id: string, @Body() dto: UpdateApiKeyDto, @CurrentAbility() ability: AppAbility) {
+    return this.keys.view(await this.keys.update(id, dto, ability));
   }
 
   @Put(':id/limits')

@@ -26,6 +26,40 @@ export const KEY_EVENTS = {
   revoked: 'api-key.revoked',
 } as const;
 
+/**
+ * `externalId` (which key retireKey deletes at the provider) and the management key (with which
+ * it does) steer calls to the provider's management API: only those who may manage keys fully —
+ * owners and admins — set them. Operators get a 403 that says so.
+ */
+export function refuseProviderIdentityChange(
+  dto: { externalId?: string | null; managementKey?: string | null },
+  ability: AppAbility | null | undefined,
+): void {
+  if (!ability || ability.can('manage', 'ApiKey')) return;
+  const fields = (['externalId', 'managementKey'] as const).filter((f) => dto[f] !== undefined);
+  if (fields.length === 0) return;
+  throw new ProblemException(
+    403,
+    'forbidden',
+    'Not allowed',
+    `Only owners and admins may set ${fields.join(' or ')}: they decide which key Keyward deletes at the provider.`,
+  );
+}
+
+/** The plugin's verdict on an externalId, as a field error (null when fine or unchecked). */
+export function externalIdError(plugin: ProviderPlugin | undefined, id: string | null | undefined): FieldError | null {
+  if (!id) return null;
+  const check =
+    plugin?.checkExternalId?.(id) ??
+    (isSafeSegment(id) ? { ok: true as const } : { ok: false as const, expected: 'letters, digits, "_", "-" or "."' });
+  return check.ok ? null : { field: 'externalId', messages: [`externalId must be ${check.expected}`] };
+}
+
+/** A provider id that is safe in a URL path for any plugin: no "..", no separators. */
+function isSafeSegment(id: string): boolean {
+  return /^[A-Za-z0-9_.-]{1,200}$/.test(id) && !/^\.+$/.test(id);
+}
+
 export interface KeyEvent {
   keyId: string;
   provider: string;
@@ -135,8 +169,11 @@ export class KeysService {
   }
 
   async create(dto: CreateApiKeyDto, ability: AppAbility | null, actor: string | null): Promise<ApiKey> {
+    refuseProviderIdentityChange(dto, ability);
     const errors: FieldError[] = [];
     const plugin = this.registry.get(dto.provider);
+    const idError = externalIdError(plugin, dto.externalId?.trim());
+    if (idError) errors.push(idError);
     if (!plugin) {
       errors.push({
         field: 'provider',
@@ -253,7 +290,8 @@ export class KeysService {
     return key ? { name: key.name, provider: key.provider, hint: key.secretHint } : null;
   }
 
-  async update(id: string, dto: UpdateApiKeyDto): Promise<ApiKey> {
+  async update(id: string, dto: UpdateApiKeyDto, ability?: AppAbility | null): Promise<ApiKey> {
+    refuseProviderIdentityChange(dto, ability);
     const key = await this.get(id);
     this.refuseIfRevoked(key, 'changed');
     const plugin = this.registry.get(key.provider);
@@ -267,7 +305,11 @@ export class KeysService {
       }
     }
     if (dto.projectId !== undefined) change.projectId = dto.projectId?.trim() || null;
-    if (dto.externalId !== undefined) change.externalId = dto.externalId?.trim() || null;
+    if (dto.externalId !== undefined) {
+      change.externalId = dto.externalId?.trim() || null;
+      const idError = externalIdError(plugin, change.externalId);
+      if (idError) errors.push(idError);
+    }
     if (dto.expiresAt !== undefined) change.expiresAt = parseFutureDate(dto.expiresAt, 'expiresAt', errors);
     if (dto.rotationSchedule !== undefined) {
       const schedule = dto.rotationSchedule?.trim() || null;

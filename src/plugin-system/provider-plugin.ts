@@ -78,6 +78,11 @@ export interface ProviderPlugin {
   /** `now` (epoch ms) only matters for providers that send reset times rather than durations. */
   rateLimitsFrom(headers: HeadersLike, now?: number): RateLimitSnapshot;
   checkKeyFormat(secret: string): KeyFormatCheck;
+  /**
+   * Whether `id` is this provider's id of a key (the `externalId` retireKey takes). Keyward
+   * refuses an externalId that fails it, so no id can steer a management call elsewhere.
+   */
+  checkExternalId?(id: string): KeyFormatCheck;
   /** Mints a key with an admin/management key, for automatic rotation. */
   provisionKey?(adminSecret: string, options: ProvisionOptions): Promise<ProvisionedKey>;
   /** Deletes or disables a key minted by provisionKey (or known by its external id). */

@@ -6,7 +6,7 @@ import { conflict, type FieldError, notFound, ProblemException, ValidationProble
 import { KEYWARD_CONFIG } from '../config/config.constants';
 import type { KeywardConfig } from '../config/config';
 import { ApiKey } from '../keys/api-key.entity';
-import { KEY_EVENTS, KeysService } from '../keys/keys.service';
+import { externalIdError, KEY_EVENTS, KeysService, refuseProviderIdentityChange } from '../keys/keys.service';
 import { ProviderRequestError, type ProviderPlugin } from '../plugin-system/provider-plugin';
 import { ProviderRegistry } from '../plugin-system/provider-registry';
 import type { RotateApiKeyDto } from './dto/rotate-api-key.dto';
@@ -61,6 +61,7 @@ export class RotationService {
     actor: string | null,
     trigger: RotationTrigger = 'manual',
   ): Promise<RotationResult> {
+    refuseProviderIdentityChange({ externalId: dto.externalId }, ability);
     const key = await this.keys.get(keyId);
     this.keys.refuseIfRevoked(key, 'rotated');
     const plugin = this.registry.get(key.provider);
@@ -85,6 +86,8 @@ export class RotationService {
     if (dto.key !== undefined) {
       const secretError = await this.keys.checkNewSecret(plugin, dto.key, ability);
       if (secretError) errors.push(secretError);
+      const idError = externalIdError(plugin, dto.externalId?.trim());
+      if (idError) errors.push(idError);
       if (errors.length > 0) throw new ValidationProblem(errors);
       secret = dto.key;
       externalId = dto.externalId?.trim() || null;

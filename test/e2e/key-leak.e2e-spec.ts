@@ -74,7 +74,7 @@ describe('Secrets never leak', () => {
         provider,
         name: `${provider} leak test`,
         key: secret,
-        ...(provider === 'openrouter' ? { managementKey: management, externalId: 'unknown-hash' } : {}),
+        ...(provider === 'openrouter' ? { managementKey: management, externalId: 'f'.repeat(64) } : {}),
         limit: { value: 1000, unit: 'requests', period: 'daily' },
       });
       expect(res.status).toBe(201);

@@ -158,8 +158,7 @@ describe('Metrics', () => {
     await request(t.http).get('/metrics').set('X-Forwarded-For', '127.0.0.1').expect(200);
   });
 
-  // enabled when the gateway calls MetricsService
-  it.skip('counts gateway calls by provider and outcome, with their latency', async () => {
+  it('counts gateway calls by provider and outcome, with their latency', async () => {
     const text = (await scrape()).text;
     expect(sample(text, 'keyward_gateway_requests_total', { provider: 'openai', outcome: 'success' })).toBe(5);
     expect(
@@ -174,8 +173,7 @@ describe('Metrics', () => {
     ).toBe(5);
   });
 
-  // enabled when the gateway calls MetricsService
-  it.skip('counts failovers and limits hit', async () => {
+  it('counts failovers and limits hit', async () => {
     const dead = openai.generateKey({ kind: 'revoked' });
     await request(t.http)
       .post('/api/admin/api-keys')

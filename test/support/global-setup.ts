@@ -23,7 +23,9 @@ export default async function globalSetup(): Promise<void> {
   if (!serverUrl) {
     const dataDir = mkdtempSync(path.join(tmpdir(), 'keyward-test-'));
     const database = new EmbeddedDatabase(dataDir, { debug: () => undefined, warn: () => undefined });
-    serverUrl = await database.start();
+    await database.start();
+    // Tests create and drop databases: they need the superuser, not the app's role.
+    serverUrl = database.adminUrl;
     globalThis.__KEYWARD_EMBEDDED__ = { database, dataDir };
   }
 

@@ -1,6 +1,6 @@
-import { Type } from 'class-transformer';
 import { IsDate, IsIn, IsOptional, IsString, MaxLength } from 'class-validator';
 import { PageQuery } from '../../common/pagination';
+import { CalendarDate } from '../../common/validators';
 import { AUDIT_OUTCOMES, type AuditOutcome } from '../audit-entry.entity';
 
 export class AuditQueryDto extends PageQuery {
@@ -26,12 +26,12 @@ export class AuditQueryDto extends PageQuery {
   outcome?: AuditOutcome;
 
   @IsOptional()
-  @Type(() => Date)
+  @CalendarDate()
   @IsDate({ message: 'from must be an ISO 8601 date-time' })
   from?: Date;
 
   @IsOptional()
-  @Type(() => Date)
+  @CalendarDate()
   @IsDate({ message: 'to must be an ISO 8601 date-time' })
   to?: Date;
 }

@@ -70,7 +70,7 @@ export class UsersAdminController {
       'users/index',
       {
         title: 'Users',
-        nav: 'security',
+        nav: 'users',
         rows: users.map((u) => rowOf(u, req)),
         pager: pager(query.page, query.pageSize, total),
         filters: query,

@@ -10,6 +10,7 @@ import type { ListUsersQuery } from './dto/list-users.query';
 import type { UpdateUserDto } from './dto/update-user.dto';
 import { User } from './user.entity';
 import { OidcRefusal } from '../oidc/oidc.client';
+import { emailSkeleton, normalizeEmail } from '../../common/validators';
 
 function forbidden(error: unknown): never {
   if (error instanceof ForbiddenError) {
@@ -52,7 +53,7 @@ export class UsersService {
     return this.repo
       .createQueryBuilder('u')
       .addSelect('u.password_hash', 'u_password_hash')
-      .where('u.email = :email', { email: email.trim().toLowerCase() })
+      .where('u.email = :email', { email: normalizeEmail(email) })
       .getOne();
   }
 
@@ -68,10 +69,11 @@ export class UsersService {
         forbidden(error);
       }
     }
-    const email = dto.email.trim().toLowerCase();
+    const email = normalizeEmail(dto.email);
     if (await this.repo.existsBy({ email })) {
       throw new ValidationProblem([{ field: 'email', messages: ['a user with this email already exists'] }]);
     }
+    await this.refuseLookAlike(email);
     const user = this.repo.create({
       email,
       role: dto.role,
@@ -291,6 +293,17 @@ export class UsersService {
       id,
     ])) as { has: boolean }[];
     return row?.has === true;
+  }
+
+  /** A new address that reads like an existing one (Cyrillic о for o, say) is refused. */
+  private async refuseLookAlike(email: string): Promise<void> {
+    const skeleton = emailSkeleton(email);
+    const rows = await this.dataSource.query<{ email: string }[]>(`SELECT email FROM users`);
+    if (rows.some((row) => emailSkeleton(row.email) === skeleton)) {
+      throw new ValidationProblem([
+        { field: 'email', messages: ['this email looks like an existing account’s; use a clearly different address'] },
+      ]);
+    }
   }
 
   async recordSignIn(id: string): Promise<void> {

@@ -1,6 +1,7 @@
-import { Transform, Type } from 'class-transformer';
+import { Transform } from 'class-transformer';
 import { IsBoolean, IsIn, IsInt, IsOptional, IsString, Max, MaxLength, Min } from 'class-validator';
 import { PageQuery } from '../../common/pagination';
+import { StrictInteger } from '../../common/validators';
 
 export const KEY_SORTS = ['name', 'provider', 'createdAt', 'expiresAt', 'lastUsed', 'priority'] as const;
 const SORT_VALUES = KEY_SORTS.flatMap((s) => [s, `-${s}`]);
@@ -24,7 +25,7 @@ export class ListApiKeysQuery extends PageQuery {
 
   /** Only keys that expire within this many days (and have not yet). */
   @IsOptional()
-  @Type(() => Number)
+  @StrictInteger()
   @IsInt({ message: 'expiring must be a whole number of days from 1 to 3650' })
   @Min(1, { message: 'expiring must be a whole number of days from 1 to 3650' })
   @Max(3650, { message: 'expiring must be a whole number of days from 1 to 3650' })

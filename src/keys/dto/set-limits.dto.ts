@@ -1,11 +1,11 @@
-import { Type } from 'class-transformer';
+import { StrictNumber } from '../../common/validators';
 import { IsBoolean, IsIn, IsNumber, IsOptional, IsPositive, Max, ValidateIf } from 'class-validator';
 import { USAGE_PERIODS, USAGE_UNITS, type UsagePeriod, type UsageUnit } from '../api-key.entity';
 
 /** `{value, unit, period}` sets the limit; `{value: null}` removes it. */
 export class SetLimitsDto {
   @ValidateIf((_o, v) => v !== null)
-  @Type(() => Number)
+  @StrictNumber()
   @IsNumber({ maxDecimalPlaces: 6 }, { message: 'value must be a number, or null to remove the limit' })
   @IsPositive({ message: 'value must be greater than 0' })
   @Max(1e13, { message: 'value must be at most 10000000000000' })

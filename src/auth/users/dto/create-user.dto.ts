@@ -1,10 +1,11 @@
 import { Transform } from 'class-transformer';
 import { IsEmail, IsIn, IsString, MaxLength, MinLength } from 'class-validator';
+import { normalizeEmail } from '../../../common/validators';
 import { PASSWORD_MAX, PASSWORD_MIN } from '../../password';
 import { type Role, ROLES } from '../../roles';
 
 export class CreateUserDto {
-  @Transform(({ value }) => (typeof value === 'string' ? value.trim().toLowerCase() : value))
+  @Transform(({ value }) => (typeof value === 'string' ? normalizeEmail(value) : value))
   @IsEmail({}, { message: 'email must be an email address' })
   @MaxLength(320, { message: 'email must be at most 320 characters' })
   email!: string;
