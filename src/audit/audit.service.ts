@@ -3,6 +3,7 @@ import { InjectDataSource } from '@nestjs/typeorm';
 import { DataSource, SelectQueryBuilder } from 'typeorm';
 import type { QueryDeepPartialEntity } from 'typeorm/query-builder/QueryPartialEntity';
 import { SecretsService } from '../crypto/secrets.service';
+import { outsideAmbientTransaction } from '../database/ambient-transaction';
 import { chainHash, ChainBreak, findBreak, GENESIS_HASH } from './audit-chain';
 import { AuditCheckpointService, type CheckpointSource } from './audit-checkpoints';
 import { AuditEntry } from './audit-entry.entity';
@@ -88,6 +89,13 @@ export class AuditService {
   }
 
   async record(context: AuditContext, record: AuditRecord): Promise<AuditEntry> {
+    // A refused or failed attempt changed nothing, and its entry must survive the rollback of the
+    // request that follows it; a change's entry commits with the change (the request's transaction).
+    if (record.outcome !== 'success') return outsideAmbientTransaction(() => this.append(context, record));
+    return this.append(context, record);
+  }
+
+  private append(context: AuditContext, record: AuditRecord): Promise<AuditEntry> {
     return this.dataSource.transaction(async (manager) => {
       await manager.query('SELECT pg_advisory_xact_lock($1)', [APPEND_LOCK]);
       const [last] = (await manager.query('SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1')) as {

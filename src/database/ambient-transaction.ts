@@ -22,6 +22,14 @@ export function ambientManager(): EntityManager | undefined {
 }
 
 /**
+ * Runs `work` outside the request's transaction: for what must stay written even when the
+ * request then fails and its transaction rolls back (an audit entry of a refusal).
+ */
+export function outsideAmbientTransaction<T>(work: () => T): T {
+  return ambient.exit(work);
+}
+
+/**
  * Runs `work` in a new transaction that every DataSource call inside it joins. Nested calls
  * join the outer transaction through a savepoint.
  */

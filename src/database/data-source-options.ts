@@ -23,17 +23,18 @@ import { AdminSecurity1764440000000 } from './migrations/1764440000000-AdminSecu
  * works the same from `src` (tests) and `dist` (production).
  */
 export const ENTITIES = [User, SetupToken, AppSecret, AuditEntry, ProviderPrice, ApiKey, KeyRotation, AccessToken];
+/** In timestamp order, the order TypeORM runs them in (backups compare this list with the database's). */
 export const MIGRATIONS = [
   Foundation1764075600000,
   ProviderPrices1764165600000,
   KeyVault1764252000000,
   Gateway1764338400000,
   LimitsAndBudgets1764400000001,
-  UsageRecordIds1764460000000,
   Alerting1764410000000,
   Reports1764420000001,
   AccountSecurity1764430000001,
   AdminSecurity1764440000000,
+  UsageRecordIds1764460000000,
 ];
 
 export function dataSourceOptions(url: string): DataSourceOptions {

@@ -58,7 +58,8 @@ describe('Gateway control: scope, headers, refusals', () => {
     [openai, anthropic] = await Promise.all([startFakeProvider('openai'), startFakeProvider('anthropic')]);
     process.env.KEYWARD_PROVIDER_OPENAI_BASE_URL = openai.baseUrl;
     process.env.KEYWARD_PROVIDER_ANTHROPIC_BASE_URL = anthropic.baseUrl;
-    t = await startTestApp({ KEYWARD_USAGE_FLUSH_MS: '50' });
+    // The bad-token flood below must not trip the per-address throttle (it has its own test).
+    t = await startTestApp({ KEYWARD_USAGE_FLUSH_MS: '50', KEYWARD_FAILED_TOKEN_LIMIT: '100000' });
     await new Promise<void>((resolve) => t.http.listen(0, '127.0.0.1', resolve));
     port = (t.http.address() as AddressInfo).port;
     admin = await apiToken(t.http);

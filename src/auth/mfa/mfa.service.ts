@@ -260,10 +260,11 @@ export class MfaService {
     if (actor.role !== 'owner') {
       throw new ProblemException(403, 'forbidden', 'Not allowed', 'Only an owner can change the MFA policy.');
     }
-    await this.dataSource.query(`UPDATE mfa_policy SET required_for_all = $1, updated_by = $2, updated_at = now()`, [
-      required,
-      actor.email,
-    ]);
+    await this.dataSource.query(
+      `INSERT INTO mfa_policy (id, required_for_all, updated_by, updated_at) VALUES (true, $1, $2, now())
+       ON CONFLICT (id) DO UPDATE SET required_for_all = $1, updated_by = $2, updated_at = now()`,
+      [required, actor.email],
+    );
     await this.audit.record(context, {
       action: 'mfa.required-for-all',
       outcome: 'success',

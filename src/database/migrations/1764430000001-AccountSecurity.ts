@@ -49,7 +49,8 @@ export class AccountSecurity1764430000001 implements MigrationInterface {
         updated_by text,
         updated_at timestamptz NOT NULL DEFAULT now()
       )`);
-    await q.query(`INSERT INTO mfa_policy (id) VALUES (true)`);
+    // No row until an owner sets the policy (a missing row reads as "not required"), so a fresh
+    // database stays empty for `keyward backup restore`.
   }
 
   async down(q: QueryRunner): Promise<void> {
