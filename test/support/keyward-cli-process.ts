@@ -1,19 +1,11 @@
 import { ChildProcess, spawn } from 'node:child_process';
-import { createServer } from 'node:net';
 import * as path from 'node:path';
 
-/** The compiled entry points, as `npm start` and `npx keyward` run them. */
-export const MAIN = path.resolve(__dirname, '../../dist/src/main.js');
-export const CLI = path.resolve(__dirname, '../../dist/src/cli/main.js');
+import { freePort, MAIN } from './keyward-process';
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const server = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
+export { freePort, MAIN };
+/** The compiled CLI, as `npx keyward` runs it. */
+export const CLI = path.resolve(__dirname, '../../dist/src/cli/main.js');
 
 export interface RunningKeyward {
   child: ChildProcess;
