@@ -1,4 +1,10 @@
-import { createServer, type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http';
+import {
+  Agent,
+  createServer,
+  request as httpRequest,
+  type IncomingHttpHeaders,
+  type OutgoingHttpHeaders,
+} from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { pipeline } from 'node:stream/promises';
 import { type Dispatcher, Pool } from 'undici';
@@ -10,6 +16,9 @@ import { type Dispatcher, Pool } from 'undici';
  * header instead of the client's, and pipes status, headers and body back. No access-token
  * check, no key selection, no usage accounting, no framework. Prints `{"url": …}` on stdout and
  * stops when its stdin closes.
+ *
+ * BENCH_PROXY=pipe makes it the other common yardstick: node:http's own client with a keep-alive
+ * Agent and `.pipe()` both ways, the pass-through proxy most Node gateways are compared with.
  */
 
 const HOP_BY_HOP = new Set([
@@ -36,8 +45,28 @@ async function main(): Promise<void> {
   const key = process.env.BENCH_UPSTREAM_KEY;
   if (!upstream || !key) throw new Error('BENCH_UPSTREAM and BENCH_UPSTREAM_KEY are required');
   const pool = new Pool(upstream, { connections: 256, pipelining: 1, keepAliveTimeout: 30_000 });
+  const agent = new Agent({ keepAlive: true, maxSockets: 256 });
+  const origin = new URL(upstream);
+
+  const pipeProxy = (req: import('node:http').IncomingMessage, res: import('node:http').ServerResponse) => {
+    const headers = forwardable(req.headers);
+    headers.authorization = `Bearer ${key}`;
+    const out = httpRequest(
+      { host: origin.hostname, port: origin.port, method: req.method, path: req.url, headers, agent },
+      (upstreamRes) => {
+        res.writeHead(upstreamRes.statusCode ?? 502, forwardable(upstreamRes.headers));
+        upstreamRes.pipe(res);
+      },
+    );
+    out.on('error', () => {
+      if (!res.headersSent) res.writeHead(502).end();
+      else res.destroy();
+    });
+    req.pipe(out);
+  };
 
   const server = createServer({ noDelay: true, keepAliveTimeout: 30_000 }, (req, res) => {
+    if (process.env.BENCH_PROXY === 'pipe') return pipeProxy(req, res);
     const headers = forwardable(req.headers) as Record<string, string | string[]>;
     headers.authorization = `Bearer ${key}`;
     const hasBody = req.method !== 'GET' && req.method !== 'HEAD';
@@ -63,6 +92,7 @@ async function main(): Promise<void> {
   const stop = () => {
     server.closeAllConnections();
     server.close();
+    agent.destroy();
     void pool.destroy().finally(() => process.exit(0));
   };
   process.stdin.on('end', stop);

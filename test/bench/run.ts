@@ -1,5 +1,6 @@
 import { gatewayBenchmark } from './gateway.bench';
 import { keysBenchmark } from './keys.bench';
+import { sideBySideBenchmark } from './side-by-side.bench';
 import { usageStoreBenchmark } from './usage-store.bench';
 import { BENCHMARKS_FILE, type Benchmark, describeMachine, log, stopAllKeywards } from './support';
 
@@ -7,7 +8,7 @@ import { BENCHMARKS_FILE, type Benchmark, describeMachine, log, stopAllKeywards 
  * `npm run bench [-- <name> …]`: runs every benchmark, or the ones named, one after the other,
  * each rewriting its own section of BENCHMARKS.md. Add a benchmark by listing it here.
  */
-const BENCHMARKS: readonly Benchmark[] = [keysBenchmark, gatewayBenchmark, usageStoreBenchmark];
+const BENCHMARKS: readonly Benchmark[] = [keysBenchmark, gatewayBenchmark, sideBySideBenchmark, usageStoreBenchmark];
 
 /** Nothing here should take this long; a hung run is stopped instead of waiting forever. */
 const DEADLINE_MS = 20 * 60_000;
