@@ -389,7 +389,8 @@ export class AccessTokensService implements OnModuleInit, OnModuleDestroy {
            FROM access_tokens WHERE token_hash = $1 AND revoked_at IS NULL`,
         [hash],
       );
-      [row] = await (this.health ? this.health.guard(query) : query);
+      // With a last good principal to fall back on, the lookup may not wait on a hung server.
+      [row] = await (this.health && stale ? this.health.guard(query) : query);
     } catch (error) {
       this.health?.reportFailure(error);
       if (!this.health) throw error;

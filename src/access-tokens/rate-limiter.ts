@@ -121,18 +121,28 @@ end
 return {1, count, ttl}
 `;
 
-/** Adds a count done locally while Redis was away to the shared window, creating it if it was lost. */
+/**
+ * Adds a count done locally while Redis was away to the shared window. A window Redis lost (it
+ * restarted empty) is recreated from what this instance last knew of it, plus its own count.
+ * ARGV: local count, count last known, ms left in the window.
+ */
 const ADD_SCRIPT = `
-local count = redis.call('INCRBY', KEYS[1], ARGV[1])
-if redis.call('PTTL', KEYS[1]) < 0 then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+local count
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  count = tonumber(ARGV[2]) + tonumber(ARGV[1])
+  redis.call('SET', KEYS[1], count, 'PX', ARGV[3])
+else
+  count = redis.call('INCRBY', KEYS[1], ARGV[1])
+  if redis.call('PTTL', KEYS[1]) < 0 then
+    redis.call('PEXPIRE', KEYS[1], ARGV[3])
+  end
 end
 return count
 `;
 
 type RedisWithTake = Redis & {
   keywardTake(key: string, windowMs: number, limit: number): Promise<[number, number, number]>;
-  keywardAdd(key: string, count: number, ttlMs: number): Promise<number>;
+  keywardAdd(key: string, count: number, known: number, ttlMs: number): Promise<number>;
 };
 
 export interface RedisRateLimiterOptions extends RateLimiterOptions {
@@ -182,6 +192,7 @@ export class RedisRateLimiter implements RateLimiter, OnModuleDestroy {
   private readonly known = new Map<string, Known>();
   private readonly instanceId = randomUUID();
   private instances = 1;
+  private instancesSeenAt = 0;
   private failures = 0;
   private state: 'closed' | 'open' = 'closed';
   private openedAt = 0;
@@ -360,7 +371,7 @@ export class RedisRateLimiter implements RateLimiter, OnModuleDestroy {
     const now = this.now();
     for (const [key, entry] of this.known) {
       if (entry.local === 0 || entry.resetAt <= now) continue;
-      const count = await this.redis.keywardAdd(this.prefix + key, entry.local, entry.resetAt - now);
+      const count = await this.redis.keywardAdd(this.prefix + key, entry.local, entry.count, entry.resetAt - now);
       entry.count = count;
       entry.local = 0;
       entry.share = -1;
@@ -379,7 +390,13 @@ export class RedisRateLimiter implements RateLimiter, OnModuleDestroy {
         .zcard(set)
         .pexpire(set, 3 * HEARTBEAT_MS)
         .exec()) as [unknown, unknown, [unknown, number], unknown];
-      this.instances = Math.max(1, Number(count));
+      // More instances count at once; fewer only once the higher count is stale (a Redis that
+      // restarted empty has not heard every instance's heartbeat yet).
+      const seen = Math.max(1, Number(count));
+      if (seen >= this.instances || now - this.instancesSeenAt > 3 * HEARTBEAT_MS) {
+        this.instances = seen;
+        this.instancesSeenAt = now;
+      }
     } catch {
       // the circuit notices failures on the request path
     }

@@ -10,7 +10,7 @@ import type { KeywardConfig } from '../config/config';
 const RETRY_AFTER_SECONDS = 5;
 const PROBE_UP_MS = 2_000;
 const PROBE_DOWN_MS = 500;
-const PROBE_TIMEOUT_MS = 1_000;
+const PROBE_TIMEOUT_MS = 2_000;
 /** How long a cache load may take before the cache answers from its last good value. */
 const CACHE_QUERY_TIMEOUT_MS = 3_000;
 
@@ -28,7 +28,7 @@ export class DatabaseUnavailableError extends Error {
 /**
  * Whether PostgreSQL answers, as one shared fact: a probe on its own connection (so a hung
  * server cannot tie up the pool) every 2 s while up and every 0.5 s while down, plus what the
- * caches and the usage writer report when a query fails. Every cache asks `canServeStale()`
+ * caches and the usage writer report when a query fails (a slow answer alone is not an outage). Every cache asks `canServeStale()`
  * before answering from a last good value: during an outage the gateway keeps serving for
  * `KEYWARD_OUTAGE_SERVE_WINDOW_MS`, then answers 503 with `retry-after`. One log line per change.
  */
@@ -39,6 +39,10 @@ export class DatabaseHealth implements OnModuleInit, OnModuleDestroy {
   private downSinceMs = 0;
   private timer: NodeJS.Timeout | undefined;
   private closing = false;
+  private probeClient: Client | undefined;
+  private probing: Promise<boolean> | undefined;
+  /** Probes in a row that got no answer in time. */
+  private missed = 0;
   private readonly listeners: ((up: boolean) => void)[] = [];
 
   constructor(
@@ -81,9 +85,10 @@ export class DatabaseHealth implements OnModuleInit, OnModuleDestroy {
   guard<T>(query: Promise<T>, timeoutMs = CACHE_QUERY_TIMEOUT_MS): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       const timer = setTimeout(() => {
-        const error = new Error(`query timeout: no answer within ${timeoutMs} ms`);
-        this.set('down', error.message);
-        reject(error);
+        // Slow is not down (a busy server): this request is served from the cache, and the probe
+        // checks now whether the server answers at all.
+        this.probeSoon();
+        reject(new Error(`query timeout: no answer within ${timeoutMs} ms`));
       }, timeoutMs);
       timer.unref();
       query.then(
@@ -99,9 +104,15 @@ export class DatabaseHealth implements OnModuleInit, OnModuleDestroy {
     });
   }
 
-  /** A query failed in a way that says the server is unreachable (not a constraint or syntax error). */
+  /**
+   * A query failed. A refused or dropped connection means the server is gone: down at once.
+   * Anything else that looks like the connection (a timeout, a pool that could not connect in
+   * time) may be a busy server: the probe decides.
+   */
   reportFailure(error: unknown): void {
-    if (isConnectionError(error)) this.set('down', (error as Error).message);
+    if (!isConnectionError(error)) return;
+    if (isDefinitelyGone(error)) this.set('down', (error as Error).message);
+    else this.probeSoon();
   }
 
   onModuleInit(): void {
@@ -111,29 +122,57 @@ export class DatabaseHealth implements OnModuleInit, OnModuleDestroy {
   onModuleDestroy(): void {
     this.closing = true;
     clearTimeout(this.timer);
+    this.dropProbeClient();
   }
 
-  /** Checks now; resolves with the state after the check. */
+  /**
+   * Checks now on the probe's own long-lived connection (a new connection per probe would cost a
+   * SCRAM handshake each time); resolves with the state after the check. Down after a refused
+   * or dropped connection, or after two probes in a row got no answer in time.
+   */
   async probe(): Promise<boolean> {
+    if (this.probing) return this.probing;
+    this.probing = this.check().finally(() => (this.probing = undefined));
+    return this.probing;
+  }
+
+  private async check(): Promise<boolean> {
     const url = (this.dataSource.options as PostgresDataSourceOptions).url;
     if (!url || this.closing) return this.up;
-    const client = new Client({
-      connectionString: url,
-      connectionTimeoutMillis: PROBE_TIMEOUT_MS,
-      query_timeout: PROBE_TIMEOUT_MS,
-      application_name: 'keyward-health-probe',
-    });
-    client.on('error', () => undefined);
     try {
-      await client.connect();
-      await client.query('SELECT 1');
+      if (!this.probeClient) {
+        const client = new Client({
+          connectionString: url,
+          connectionTimeoutMillis: PROBE_TIMEOUT_MS,
+          query_timeout: PROBE_TIMEOUT_MS,
+          application_name: 'keyward-health-probe',
+        });
+        client.on('error', () => this.dropProbeClient());
+        this.probeClient = client;
+        await client.connect();
+      }
+      await this.probeClient.query('SELECT 1');
+      this.missed = 0;
       this.set('up');
     } catch (error) {
-      this.set('down', (error as Error).message);
-    } finally {
-      void client.end().catch(() => undefined);
+      this.dropProbeClient();
+      this.missed++;
+      if (isDefinitelyGone(error) || this.missed >= 2) this.set('down', (error as Error).message);
     }
     return this.up;
+  }
+
+  private dropProbeClient(): void {
+    const client = this.probeClient;
+    this.probeClient = undefined;
+    if (!client) return;
+    (client as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream?.destroy();
+    void client.end().catch(() => undefined);
+  }
+
+  private probeSoon(): void {
+    if (this.closing || this.state === 'down') return;
+    void this.probe();
   }
 
   private schedule(delayMs: number): void {
@@ -160,6 +199,15 @@ export class DatabaseHealth implements OnModuleInit, OnModuleDestroy {
     }
     for (const listener of this.listeners) listener(state === 'up');
   }
+}
+
+/** A refused or dropped connection, or a server shutting down: no doubt it is gone. */
+function isDefinitelyGone(error: unknown): boolean {
+  if (!(error instanceof Error)) return false;
+  const code = (error as { code?: string }).code;
+  if (code && /^(08|57P0[1-3])/.test(code)) return true;
+  if (code && ['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'EHOSTUNREACH', 'ENOTFOUND'].includes(code)) return true;
+  return /connection terminated|ECONNREFUSED|ECONNRESET|Connection ended/i.test(error.message);
 }
 
 /** Errors that mean "no server to talk to", as opposed to a query the server refused. */

@@ -117,7 +117,8 @@ export class KeyPool implements OnModuleInit {
     }
     const generation = this.generation;
     const loading = this.load(provider);
-    const keys = (this.health ? this.health.guard(loading) : loading).then(
+    // With something to fall back on, a load may not wait on a hung server; without, it waits.
+    const keys = (this.health && stale ? this.health.guard(loading) : loading).then(
       (list) => {
         if (generation === this.generation) this.lastGood.set(provider, list);
         return list;

@@ -34,6 +34,8 @@ export interface PriceChange {
 export class PricingService implements OnModuleInit {
   private readonly logger = new Logger('Pricing');
   private readonly cache = new Map<string, { table: PricingTable; loadedAt: number }>();
+  /** Providers whose overrides could not be read at all yet (said once each). */
+  private readonly warned = new Set<string>();
   private static readonly TTL_MS = 60_000;
   /** While the overrides cannot be read, a reload is tried at most this often. */
   private static readonly STALE_RETRY_MS = 1_000;
@@ -94,7 +96,10 @@ export class PricingService implements OnModuleInit {
     } catch (error) {
       this.health?.reportFailure(error);
       const fallback = cached?.table ?? table;
-      if (!cached) this.logger.warn(`Price overrides of ${providerId} unreadable; pricing with the plugin's prices`);
+      if (!cached && !this.warned.has(providerId)) {
+        this.warned.add(providerId);
+        this.logger.warn(`Price overrides of ${providerId} unreadable; pricing with the plugin's prices`);
+      }
       this.cache.set(providerId, {
         table: fallback,
         loadedAt: Date.now() - ttl + PricingService.STALE_RETRY_MS,

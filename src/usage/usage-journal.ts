@@ -74,7 +74,14 @@ export class UsageJournal<R> {
   rotate(): void {
     if (this.linesInCurrent === 0) return;
     const sealed = this.current;
-    this.closeFd();
+    // Off the event loop: the sealed segment is synced and closed in the background.
+    const fd = this.fd;
+    this.fd = -1;
+    this.dirty = false;
+    fs.fdatasync(fd, (error) => {
+      if (error) this.onError(`usage journal sync failed: ${error.message}`);
+      fs.close(fd, () => undefined);
+    });
     this.startSegment();
     this.release(sealed);
   }

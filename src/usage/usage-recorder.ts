@@ -54,6 +54,8 @@ export const NEXT_RESET_SQL = `CASE k.usage_period
   ELSE NULL END`;
 
 const MAX_BATCH = 1000;
+/** How long the final flush at shutdown may wait for the database. */
+const DRAIN_TIMEOUT_MS = 10_000;
 
 /** A record counts as a request against a limit when the provider did the work. */
 export const countsAsRequest = (r: Pick<UsageRecord, 'success'>) => (r.success ? 1 : 0);
@@ -182,7 +184,16 @@ export class UsageRecorder implements OnModuleInit, BeforeApplicationShutdown {
     if (this.stopped) return;
     this.stopped = true;
     clearTimeout(this.timer);
-    for (let i = 0; i < 3 && this.queued > 0; i++) await this.flush();
+    // Bounded: a frozen database must not hold the stop; what is left stays in the journal.
+    const deadline = Date.now() + DRAIN_TIMEOUT_MS;
+    for (let i = 0; i < 3 && this.queued > 0 && Date.now() < deadline; i++) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        this.flush(),
+        new Promise((resolve) => (timer = setTimeout(resolve, Math.max(0, deadline - Date.now())))),
+      ]);
+      clearTimeout(timer);
+    }
     const left = this.queued;
     if (left > 0) {
       this.logger.error(

@@ -1,4 +1,5 @@
 import { gatewayBenchmark } from './gateway.bench';
+import { journalBenchmark } from './journal.bench';
 import { keysBenchmark } from './keys.bench';
 import { sideBySideBenchmark } from './side-by-side.bench';
 import { usageStoreBenchmark } from './usage-store.bench';
@@ -8,7 +9,13 @@ import { BENCHMARKS_FILE, type Benchmark, describeMachine, log, stopAllKeywards 
  * `npm run bench [-- <name> …]`: runs every benchmark, or the ones named, one after the other,
  * each rewriting its own section of BENCHMARKS.md. Add a benchmark by listing it here.
  */
-const BENCHMARKS: readonly Benchmark[] = [keysBenchmark, gatewayBenchmark, sideBySideBenchmark, usageStoreBenchmark];
+const BENCHMARKS: readonly Benchmark[] = [
+  keysBenchmark,
+  gatewayBenchmark,
+  sideBySideBenchmark,
+  journalBenchmark,
+  usageStoreBenchmark,
+];
 
 /** Nothing here should take this long; a hung run is stopped instead of waiting forever. */
 const DEADLINE_MS = 20 * 60_000;
