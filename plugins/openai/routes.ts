@@ -20,6 +20,21 @@ export const OPENAI_ROUTES: ProviderEndpoint[] = [
   { method: 'DELETE', path: '/responses/{response_id}', group: 'responses', usage: 'read' },
   { method: 'POST', path: '/responses/{response_id}/cancel', group: 'responses', usage: 'read', model: 'none' },
   { method: 'GET', path: '/responses/{response_id}/input_items', group: 'responses', usage: 'read' },
+  // Conversations hold the state the Responses API continues from; reading or changing them is free.
+  { method: 'POST', path: '/conversations', group: 'responses', usage: 'read', model: 'none' },
+  { method: 'GET', path: '/conversations/{conversation_id}', group: 'responses', usage: 'read' },
+  { method: 'POST', path: '/conversations/{conversation_id}', group: 'responses', usage: 'read', model: 'none' },
+  { method: 'DELETE', path: '/conversations/{conversation_id}', group: 'responses', usage: 'read' },
+  { method: 'GET', path: '/conversations/{conversation_id}/items', group: 'responses', usage: 'read' },
+  {
+    method: 'POST',
+    path: '/conversations/{conversation_id}/items',
+    group: 'responses',
+    usage: 'read',
+    model: 'none',
+  },
+  { method: 'GET', path: '/conversations/{conversation_id}/items/{item_id}', group: 'responses', usage: 'read' },
+  { method: 'DELETE', path: '/conversations/{conversation_id}/items/{item_id}', group: 'responses', usage: 'read' },
 
   { method: 'POST', path: '/completions', group: 'completions' },
   { method: 'POST', path: '/embeddings', group: 'embeddings' },

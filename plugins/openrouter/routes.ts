@@ -11,5 +11,6 @@ export const OPENROUTER_ROUTES: ProviderEndpoint[] = [
   { method: 'POST', path: '/embeddings', group: 'embeddings' },
   { method: 'GET', path: '/models', group: 'models' },
   { method: 'GET', path: '/models/{author}/{slug}/endpoints', group: 'models' },
+  { method: 'GET', path: '/providers', group: 'models' },
   { method: 'GET', path: '/generation', group: 'chat', usage: 'read' },
 ];

@@ -49,7 +49,17 @@ const CR = 0x0d;
 const COLON = 0x3a;
 const SPACE = 0x20;
 const LONE_LF = Buffer.from([LF]);
+const EMPTY = Buffer.alloc(0);
 const BOM = Buffer.from([0xef, 0xbb, 0xbf]);
+const DATA = Buffer.from('data');
+const EVENT = Buffer.from('event');
+const ID = Buffer.from('id');
+const RETRY = Buffer.from('retry');
+
+function isField(bytes: Buffer, start: number, name: Buffer): boolean {
+  for (let i = 0; i < name.length; i++) if (bytes[start + i] !== name[i]) return false;
+  return true;
+}
 
 export class SseDecoder {
   private readonly maxEventBytes: number;
@@ -127,7 +137,7 @@ export class SseDecoder {
         start = after;
         if (this.pendingCarriageReturn) this.pendingCarriageReturnEndedBlock = true;
       } else {
-        this.line(chunk.subarray(lineStart, end));
+        this.line(chunk, lineStart, end);
       }
       this.lineParts = [];
       this.lineBytes = 0;
@@ -161,44 +171,46 @@ export class SseDecoder {
       return;
     }
     if (this.lineBytes > 0) {
-      this.line(Buffer.alloc(0));
+      this.line(EMPTY, 0, 0);
       this.lineParts = [];
       this.lineBytes = 0;
     }
     if (this.blockBytes > 0) this.dispatch(Buffer.alloc(0));
   }
 
-  private line(bytes: Buffer): void {
+  /** One complete line: `bytes[start, end)` after any parts of it from earlier chunks. */
+  private line(bytes: Buffer, start: number, end: number): void {
     if (this.lineParts.length > 0) {
-      bytes = Buffer.concat([...this.lineParts, bytes]);
+      bytes = Buffer.concat([...this.lineParts, bytes.subarray(start, end)]);
+      start = 0;
+      end = bytes.length;
     }
     if (this.firstLine) {
       this.firstLine = false;
-      if (bytes.subarray(0, 3).equals(BOM)) bytes = bytes.subarray(3);
-    }
-    if (bytes.length === 0 || bytes[0] === COLON) return; // a comment, e.g. a keep-alive
-    const colon = bytes.indexOf(COLON);
-    const field = (colon === -1 ? bytes : bytes.subarray(0, colon)).toString('latin1');
-    let value = colon === -1 ? Buffer.alloc(0) : bytes.subarray(colon + 1);
-    if (value.length > 0 && value[0] === SPACE) value = value.subarray(1);
-    switch (field) {
-      case 'data':
-        this.dataLines.push(value);
-        break;
-      case 'event':
-        this.eventName = value.toString('utf8');
-        break;
-      case 'id':
-        if (!value.includes(0)) this.eventId = value.toString('utf8');
-        break;
-      case 'retry': {
-        const text = value.toString('latin1');
-        if (/^\d+$/.test(text)) this.retry = Number(text);
-        break;
+      if (end - start >= 3 && bytes[start] === BOM[0] && bytes[start + 1] === BOM[1] && bytes[start + 2] === BOM[2]) {
+        start += 3;
       }
-      default:
-        break; // unknown fields are ignored, as the standard says
     }
+    if (start === end || bytes[start] === COLON) return; // a comment, e.g. a keep-alive
+    // Field names are compared as bytes: this runs once per line of every stream.
+    let colon = bytes.indexOf(COLON, start);
+    if (colon === -1 || colon >= end) colon = end;
+    let valueStart = colon + 1;
+    if (valueStart < end && bytes[valueStart] === SPACE) valueStart += 1;
+    if (valueStart > end) valueStart = end;
+    const length = colon - start;
+    if (length === 4 && isField(bytes, start, DATA)) {
+      this.dataLines.push(bytes.subarray(valueStart, end));
+    } else if (length === 5 && isField(bytes, start, EVENT)) {
+      this.eventName = bytes.toString('utf8', valueStart, end);
+    } else if (length === 2 && isField(bytes, start, ID)) {
+      const value = bytes.subarray(valueStart, end);
+      if (!value.includes(0)) this.eventId = value.toString('utf8');
+    } else if (length === 5 && isField(bytes, start, RETRY)) {
+      const text = bytes.toString('latin1', valueStart, end);
+      if (/^\d+$/.test(text)) this.retry = Number(text);
+    }
+    // Unknown fields are ignored, as the standard says.
   }
 
   /** Hands out the current block; `tail` is its last bytes, from this chunk. */

@@ -639,7 +639,7 @@ export abstract class FakeProvider {
   /**
    * The writer of a streamed answer: compresses (one zlib stream, flushed after every write so
    * events still arrive one by one) and cuts the bytes as `splitStream` says. Cut pieces are
-   * written one per timer tick, in order, so the client really reads them separately.
+   * written one per event-loop turn, in order, so the client really reads them separately.
    */
   private writerFor(ctx: RequestContext): BodyWriter {
     const existing = this.writers.get(ctx.res);
@@ -665,7 +665,8 @@ export abstract class FakeProvider {
           () =>
             new Promise<void>((resolve) => {
               if (!res.destroyed) res.write(piece);
-              setTimeout(resolve, 1);
+              // One turn of the event loop per piece: the socket sends it and the reader polls.
+              setImmediate(resolve);
             }),
         );
       }
