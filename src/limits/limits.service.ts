@@ -259,7 +259,11 @@ export class LimitsService implements OnModuleInit, BeforeApplicationShutdown, O
     try {
       const result = await this.awaitStore(attempt);
       if (result.ok) {
-        for (const [counterId, level] of result.levels) this.levels.set(counterId, level);
+        // Concurrent reservations answer in any order: a level only moves up here (settles and
+        // reloads lower it), so counting in memory never starts below what the store last said.
+        for (const [counterId, level] of result.levels) {
+          this.levels.set(counterId, Math.max(this.levels.get(counterId) ?? 0, level));
+        }
         return {
           ...base,
           store: this.redis ? 'redis' : 'postgres',
