@@ -19,8 +19,8 @@ import { CHARS_PER_TOKEN, estimateInputTokens } from '../limits/worst-case';
 import { GatewayProblem } from './gateway-problem';
 import type { Call } from './gateway-call';
 import { KeyPool, type PooledKey, type Unusable } from './key-pool';
-import { passThrough, relay, type ProviderFailure } from './relay';
-import { decodeBody, upstreamHeaders, UpstreamPools } from './upstream';
+import { passThrough, startRelay, type ProviderFailure } from './relay';
+import { decodeBody, exchange, upstreamHeaders, UpstreamPools } from './upstream';
 import { UsageRecording } from './usage-record';
 
 /** Provider answers after which the same request is tried on the next key. */
@@ -155,28 +155,30 @@ export class Failover implements OnModuleDestroy {
         key.inFlight--;
       }
     };
-    const abort = new AbortController();
-    // Only a client that leaves before its answer started cancels the upstream call here; once
-    // relaying, the relay handles it.
-    const onClose = () => {
-      if (!call.res.writableFinished) abort.abort();
-    };
-    call.res.once('close', onClose);
 
-    let response: Dispatcher.ResponseData;
-    try {
-      response = await this.upstream.for(call.origin).request({
+    const outcome = await exchange(
+      this.upstream.for(call.origin),
+      {
         method: call.method as Dispatcher.HttpMethod,
         path: outgoing.url.pathname + outgoing.url.search,
         headers: outgoing.headers,
         body: call.body ?? call.stream,
         headersTimeout: this.config.gateway.upstreamTimeoutMs,
         bodyTimeout: this.config.gateway.idleTimeoutMs,
-        signal: abort.signal,
-      });
-    } catch (error) {
-      call.res.off('close', onClose);
-      if (abort.signal.aborted) {
+      },
+      {
+        res: call.res,
+        errorBodyLimit: MAX_ERROR_BODY,
+        relay: (status, headers, upstream) => {
+          this.pool.markSuccess(key);
+          return startRelay(call, status, headers, attempt, upstream);
+        },
+      },
+    );
+
+    if (outcome.kind === 'unanswered') {
+      const { error } = outcome;
+      if (outcome.clientLeft) {
         // The client left: nothing is wrong with the key, and nobody is waiting for another try.
         this.pool.unpicked(key);
         void this.usage
@@ -201,14 +203,14 @@ export class Failover implements OnModuleDestroy {
       const type: ProviderErrorType = error instanceof undiciErrors.HeadersTimeoutError ? 'timeout' : 'provider_error';
       if (reservation) this.limits.release(reservation);
       void this.usage.attempt(call, key, attempt, started, { success: false, errorType: type, status: null }, release);
-      await this.pool.markFailure(key, type, undefined, (error as Error).message, othersUsable);
+      await this.pool.markFailure(key, type, undefined, error.message, othersUsable);
       return { done: false, type, secret, mayHaveAccepted: !NOT_SENT.has(code) };
     }
 
-    if (response.statusCode >= 400) {
-      call.res.off('close', onClose);
-      const body = decodeError(await readLimited(response.body, MAX_ERROR_BODY), response.headers['content-encoding']);
-      const classified = classify(call.plugin, response.statusCode, response.headers, body);
+    if (outcome.kind === 'refused') {
+      const { status, headers } = outcome;
+      const body = decodeError(outcome.body, headers['content-encoding']);
+      const classified = classify(call.plugin, status, headers, body);
       // A provider's error answer did no billable work.
       if (reservation) this.limits.release(reservation);
       void this.usage.attempt(
@@ -216,17 +218,17 @@ export class Failover implements OnModuleDestroy {
         key,
         attempt,
         started,
-        { success: false, errorType: classified.type, status: response.statusCode },
+        { success: false, errorType: classified.type, status },
         release,
       );
-      const failure: ProviderFailure = { status: response.statusCode, headers: response.headers, body };
+      const failure: ProviderFailure = { status, headers, body };
       const keyCaused = FAILOVER_ON.has(classified.type);
       if (keyCaused) {
         await this.pool.markFailure(
           key,
           classified.type,
           classified.retryAfterMs,
-          classified.message ?? `HTTP ${response.statusCode}`,
+          classified.message ?? `HTTP ${status}`,
           othersUsable,
         );
       } else {
@@ -239,9 +241,7 @@ export class Failover implements OnModuleDestroy {
       return { done: true };
     }
 
-    call.res.off('close', onClose);
-    this.pool.markSuccess(key);
-    const result = await relay(call, response, attempt);
+    const { result } = outcome;
     // An abandoned stream still counts: the provider's usage where it came, else an estimate of
     // the input and the output relayed so far.
     const usage =
@@ -256,7 +256,7 @@ export class Failover implements OnModuleDestroy {
       {
         success: result.complete,
         errorType: result.complete ? null : 'client_aborted',
-        status: response.statusCode,
+        status: outcome.status,
         usage,
         countedByLimits: reservation !== undefined,
       },
@@ -384,16 +384,6 @@ function classify(
     // Not JSON: classified from the raw text.
   }
   return plugin.classifyError(status, headers as Record<string, string>, parsed);
-}
-
-async function readLimited(body: Dispatcher.ResponseData['body'], limit: number): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of body as AsyncIterable<Buffer>) {
-    if (size < limit) chunks.push(chunk);
-    size += chunk.length;
-  }
-  return Buffer.concat(chunks).subarray(0, limit);
 }
 
 /** Error bodies are read (to classify and mask them), so a compressed one is decoded first. */

@@ -1,7 +1,6 @@
 import type { ServerResponse } from 'node:http';
-import type { Dispatcher } from 'undici';
 import type { StreamUsageTap, UsageCount } from '../plugin-system/provider-plugin';
-import { decodedTap, SseDecoder } from '../plugin-system/provider-plugin';
+import { decodedTap, SseDecoder, usageKindOf } from '../plugin-system/provider-plugin';
 import type { Call } from './gateway-call';
 import { decodeBody, DROPPED_RESPONSE_HEADERS } from './upstream';
 
@@ -30,27 +29,48 @@ export interface ProviderFailure {
   body: Buffer;
 }
 
+/** What the relay needs of the upstream call: stop it, and let it go on after a pause. */
+export interface UpstreamControl {
+  abort(reason: Error): void;
+  resume(): void;
+}
+
+/** A relay in progress, fed by the upstream call's callbacks. */
+export interface Relay {
+  /** A chunk of the answer; false when the client cannot take more now (resume comes on drain). */
+  data(chunk: Buffer): boolean;
+  end(): void;
+  error(error: Error): void;
+  readonly done: Promise<RelayResult>;
+}
+
 /**
  * Passes the provider's answer to the client as it arrives, reading usage on the way: SSE is
  * split into events on bytes (never decoded per network chunk), so the events Keyward added for
- * itself can be dropped byte-exactly and text split between chunks stays intact.
+ * itself can be dropped byte-exactly and text split between chunks stays intact. Fed by
+ * callbacks (undici's dispatch handler), not a stream: no Readable, no promise per chunk.
  */
-export function relay(call: Call, response: Dispatcher.ResponseData, attempt: number): Promise<RelayResult> {
+export function startRelay(
+  call: Call,
+  statusCode: number,
+  responseHeaders: Record<string, string | string[] | undefined>,
+  attempt: number,
+  upstream: UpstreamControl,
+): Relay {
   const { res } = call;
-  const contentType = String(response.headers['content-type'] ?? '');
+  const contentType = String(responseHeaders['content-type'] ?? '');
   const isSse = contentType.includes('text/event-stream');
-  const encoding = String(response.headers['content-encoding'] ?? 'identity').toLowerCase();
+  const encoding = String(responseHeaders['content-encoding'] ?? 'identity').toLowerCase();
   const filter = isSse && encoding === 'identity' ? call.dropEvent : undefined;
-  const billable =
-    (call.target.endpoint.usage ?? (call.target.endpoint.method === 'POST' ? 'billable' : 'read')) === 'billable';
+  const billable = usageKindOf(call.target.endpoint) === 'billable';
   const headers: Record<string, string | string[]> = { 'x-keyward-attempts': String(attempt) };
-  for (const name in response.headers) {
-    const value = response.headers[name];
+  for (const name in responseHeaders) {
+    const value = responseHeaders[name];
     if (value === undefined || DROPPED_RESPONSE_HEADERS.has(name)) continue;
     if (name === 'content-length' && filter) continue;
     headers[name] = value;
   }
-  res.writeHead(response.statusCode, headers);
+  res.writeHead(statusCode, headers);
 
   // A compressed stream (asked for identity, sent gzip anyway) passes on as it came; the tap
   // reads it decoded.
@@ -77,45 +97,51 @@ export function relay(call: Call, response: Dispatcher.ResponseData, attempt: nu
           { onOversized: (bytes) => filter && kept.push(bytes) },
         )
       : undefined;
-  const body = response.body;
 
-  // Plain stream events rather than `for await`: the iterator's promise per chunk shows in
-  // profiles of the gateway under load.
-  return new Promise<RelayResult>((resolve) => {
-    let settled = false;
-    const finish = (complete: boolean) => {
-      if (settled) return;
-      settled = true;
-      res.off('close', onClose);
-      void Promise.resolve(tap?.end?.())
-        .catch(() => undefined)
-        .then(() => resolve({ complete: complete || terminal, usage: usageOf(), relayedDataBytes }));
-    };
-    const usageOf = (): UsageCount | undefined => {
-      const { endpoint } = call.target;
-      if (tap) return tap.result();
-      if (!billable) return undefined;
-      let fromAnswer: UsageCount | undefined;
-      if (collectedBytes > 0 && contentType.includes('json')) {
-        try {
-          const text = decodeBody(Buffer.concat(collected, collectedBytes), encoding).toString('utf8');
-          fromAnswer = call.plugin.usageFrom(JSON.parse(text), endpoint);
-        } catch {
-          fromAnswer = undefined;
-        }
+  const usageOf = (): UsageCount | undefined => {
+    const { endpoint } = call.target;
+    if (tap) return tap.result();
+    if (!billable) return undefined;
+    let fromAnswer: UsageCount | undefined;
+    if (collectedBytes > 0) {
+      try {
+        const body = collected.length === 1 ? collected[0] : Buffer.concat(collected, collectedBytes);
+        fromAnswer = call.plugin.usageFrom(JSON.parse(decodeBody(body, encoding).toString('utf8')), endpoint);
+      } catch {
+        fromAnswer = undefined;
       }
-      // Answers that carry no usage (speech is audio bytes) are counted from the request.
-      return fromAnswer ?? call.plugin.usageFromRequest?.(call.json, endpoint);
-    };
-    // The client left: a stream that already delivered its terminal event is complete.
-    const onClose = () => {
-      if (!res.writableFinished) {
-        body.destroy();
-        finish(false);
-      }
-    };
-    res.on('close', onClose);
-    body.on('data', (chunk: Buffer) => {
+    }
+    // Answers that carry no usage (speech is audio bytes) are counted from the request.
+    return fromAnswer ?? call.plugin.usageFromRequest?.(call.json, endpoint);
+  };
+
+  let resolveDone!: (result: RelayResult) => void;
+  const done = new Promise<RelayResult>((resolve) => (resolveDone = resolve));
+  let settled = false;
+  const finish = (complete: boolean) => {
+    if (settled) return;
+    settled = true;
+    res.off('close', onClose);
+    const result = () => ({ complete: complete || terminal, usage: usageOf(), relayedDataBytes });
+    // Most taps end at once; a compressed stream's tap finishes decoding first.
+    const ended = tap?.end?.() as Promise<void> | undefined;
+    if (ended) void ended.catch(() => undefined).then(() => resolveDone(result()));
+    else resolveDone(result());
+  };
+  // The client left: a stream that already delivered its terminal event is complete.
+  const onClose = () => {
+    if (!res.writableFinished) {
+      upstream.abort(new Error('the client closed the connection'));
+      finish(false);
+    }
+  };
+  res.on('close', onClose);
+  const onDrain = () => upstream.resume();
+
+  return {
+    done,
+    data(chunk) {
+      if (settled) return true;
       if (tap) tap.push(chunk);
       if (decoder) decoder.push(chunk);
       else if (readsJson && collectedBytes + chunk.length <= MAX_USAGE_BODY) {
@@ -124,26 +150,27 @@ export function relay(call: Call, response: Dispatcher.ResponseData, attempt: nu
       }
       let out: Buffer = chunk;
       if (filter) {
-        if (kept.length === 0) return;
+        if (kept.length === 0) return true;
         out = kept.length === 1 ? kept[0] : Buffer.concat(kept);
         kept = [];
       }
-      if (!res.write(out)) {
-        body.pause();
-        res.once('drain', () => body.resume());
-      }
-    });
-    body.once('end', () => {
+      if (res.write(out)) return true;
+      res.once('drain', onDrain);
+      return false;
+    },
+    end() {
+      if (settled) return;
       decoder?.end();
       if (filter && kept.length > 0) res.write(Buffer.concat(kept));
       res.end();
       finish(true);
-    });
-    body.once('error', (error) => {
+    },
+    error(error) {
+      if (settled) return;
       if (!res.destroyed) res.destroy(error);
       finish(false);
-    });
-  });
+    },
+  };
 }
 
 /**

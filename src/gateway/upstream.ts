@@ -1,11 +1,12 @@
-import type { IncomingHttpHeaders } from 'node:http';
+import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
 import { brotliDecompressSync, gunzipSync, inflateSync } from 'node:zlib';
-import { Pool } from 'undici';
+import { type Dispatcher, Pool } from 'undici';
 import {
   COMMON_FORWARDED_HEADERS,
   FORWARDED_HEADER_PREFIXES,
   type ProviderPlugin,
 } from '../plugin-system/provider-plugin';
+import type { Relay, RelayResult, UpstreamControl } from './relay';
 
 /**
  * One keep-alive connection pool per provider origin. undici's Pool is the fastest HTTP client
@@ -29,6 +30,99 @@ export class UpstreamPools {
     this.pools.clear();
     await Promise.all(pools.map((p) => p.destroy().catch(() => undefined)));
   }
+}
+
+/** How one upstream call ended, as far as the attempt needs to know. */
+export type Exchange =
+  /** The answer (2xx, 3xx) went to the client through the relay. */
+  | { kind: 'relayed'; status: number; result: RelayResult }
+  /** The provider refused (4xx, 5xx): its answer, read (at most `errorBodyLimit` bytes), not relayed. */
+  | { kind: 'refused'; status: number; headers: Record<string, string | string[] | undefined>; body: Buffer }
+  /** No answer came: a connection error, a timeout, or the client left first. */
+  | { kind: 'unanswered'; error: Error; clientLeft: boolean };
+
+/** What one upstream call needs besides the request itself. */
+export interface ExchangeOptions {
+  /** The client's response: leaving before the answer starts cancels the call. */
+  res: ServerResponse;
+  errorBodyLimit: number;
+  /** Called with a success's status and headers; returns the relay that takes the body. */
+  relay(status: number, headers: Record<string, string | string[] | undefined>, upstream: UpstreamControl): Relay;
+}
+
+/**
+ * One call to the provider through undici's dispatch interface: callbacks straight from the
+ * HTTP parser, with no Readable body and no promise per chunk in between (the request API costs
+ * a good part of a pass-through proxy's time in profiles). Resolves once the client has the
+ * answer, or with the refusal or failure for the attempt to act on.
+ */
+export function exchange(
+  dispatcher: Dispatcher,
+  request: Dispatcher.DispatchOptions,
+  options: ExchangeOptions,
+): Promise<Exchange> {
+  return new Promise<Exchange>((resolve) => {
+    const { res } = options;
+    let controller: Dispatcher.DispatchController | undefined;
+    let clientLeft = false;
+    let relay: Relay | undefined;
+    let refused: { status: number; headers: Record<string, string | string[] | undefined> } | undefined;
+    const errorChunks: Buffer[] = [];
+    let errorBytes = 0;
+    const leaveEarly = () => {
+      if (res.writableFinished || relay) return;
+      clientLeft = true;
+      controller?.abort(new Error('the client closed the connection'));
+    };
+    res.once('close', leaveEarly);
+    const control: UpstreamControl = {
+      abort: (reason) => controller?.abort(reason),
+      resume: () => controller?.resume(),
+    };
+    const handler: Dispatcher.DispatchHandler = {
+      onRequestStart(c) {
+        controller = c;
+        if (clientLeft) c.abort(new Error('the client closed the connection'));
+      },
+      onResponseStart(c, status, headers) {
+        res.off('close', leaveEarly);
+        if (status >= 400) refused = { status, headers: headers as Record<string, string | string[]> };
+        else relay = options.relay(status, headers as Record<string, string | string[]>, control);
+      },
+      onResponseData(c, chunk) {
+        if (relay) {
+          if (!relay.data(chunk)) c.pause();
+        } else if (errorBytes < options.errorBodyLimit) {
+          errorChunks.push(chunk);
+          errorBytes += chunk.length;
+        }
+      },
+      onResponseEnd() {
+        if (relay) {
+          relay.end();
+          const status = res.statusCode;
+          void relay.done.then((result) => resolve({ kind: 'relayed', status, result }));
+        } else if (refused) {
+          const body = Buffer.concat(errorChunks, errorBytes).subarray(0, options.errorBodyLimit);
+          resolve({ kind: 'refused', ...refused, body });
+        }
+      },
+      onResponseError(c, error) {
+        res.off('close', leaveEarly);
+        if (relay) {
+          relay.error(error);
+          const status = res.statusCode;
+          void relay.done.then((result) => resolve({ kind: 'relayed', status, result }));
+        } else if (refused) {
+          // The error answer broke off: what came of it is still the provider's answer.
+          resolve({ kind: 'refused', ...refused, body: Buffer.concat(errorChunks, errorBytes) });
+        } else {
+          resolve({ kind: 'unanswered', error, clientLeft });
+        }
+      },
+    };
+    dispatcher.dispatch(request, handler);
+  });
 }
 
 /**

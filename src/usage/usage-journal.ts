@@ -19,8 +19,10 @@ const segmentName = (n: number) => `${String(n).padStart(12, '0')}.jsonl`;
 
 /**
  * The local append-only usage journal (`<data dir>/usage-journal/`): numbered segment files of
- * JSON lines. `append` hands the line to the kernel at once (a synchronous write(2), a few
- * microseconds), so a killed process loses nothing it recorded; `fdatasync` runs in the
+ * JSON lines. The lines appended during one turn of the event loop go to the kernel together,
+ * in one synchronous write(2) at its end (setImmediate), before any new request is read: a
+ * killed process loses at most the records of the answers it was finishing at that instant,
+ * answers whose record it could not have written before them anyway. `fdatasync` runs in the
  * background every 20 ms for all lines written since (group commit), which bounds what a power
  * loss can take. A segment is deleted once every record in it is in the database; at start,
  * whatever segments remain are replayed, and the database skips the record ids it already has.
@@ -32,6 +34,9 @@ export class UsageJournal<R> {
   private dirty = false;
   private syncing = false;
   private syncTimer: NodeJS.Timeout | undefined;
+  /** Lines appended in this turn of the event loop, written together at its end. */
+  private buffered: string[] = [];
+  private writeScheduled = false;
   /** Records per segment not yet confirmed written. */
   private readonly outstanding = new Map<number, number>();
 
@@ -62,7 +67,11 @@ export class UsageJournal<R> {
   append(entry: JournalEntry<R>): number {
     if (this.fd < 0) throw new Error('usage journal is not open');
     if (this.linesInCurrent >= SEGMENT_LINES) this.rotate();
-    fs.writeSync(this.fd, JSON.stringify(entry) + '\n');
+    this.buffered.push(JSON.stringify(entry));
+    if (!this.writeScheduled) {
+      this.writeScheduled = true;
+      setImmediate(() => this.writeBuffered());
+    }
     this.linesInCurrent++;
     this.outstanding.set(this.current, (this.outstanding.get(this.current) ?? 0) + 1);
     this.dirty = true;
@@ -73,6 +82,7 @@ export class UsageJournal<R> {
   /** Starts a new segment, so that the finished one can be deleted once written. */
   rotate(): void {
     if (this.linesInCurrent === 0) return;
+    this.writeBuffered();
     const sealed = this.current;
     // Off the event loop: the sealed segment is synced and closed in the background.
     const fd = this.fd;
@@ -106,6 +116,7 @@ export class UsageJournal<R> {
 
   /** Forces everything written so far to disk and closes the file. */
   close(): void {
+    this.writeBuffered();
     clearTimeout(this.syncTimer);
     this.syncTimer = undefined;
     if (this.fd >= 0) {
@@ -116,6 +127,19 @@ export class UsageJournal<R> {
       }
     }
     this.closeFd();
+  }
+
+  /** Hands the lines of this turn to the kernel in one write(2). */
+  private writeBuffered(): void {
+    this.writeScheduled = false;
+    if (this.buffered.length === 0 || this.fd < 0) return;
+    const text = this.buffered.join('\n') + '\n';
+    this.buffered = [];
+    try {
+      fs.writeSync(this.fd, text);
+    } catch (error) {
+      this.onError(`usage journal write failed: ${(error as Error).message}`);
+    }
   }
 
   private startSegment(): void {

@@ -9,6 +9,7 @@ import type { KeywardConfig } from '../config/config';
 import { DatabaseHealth } from '../database/database-health';
 import { ShutdownService } from '../lifecycle/shutdown.service';
 import { UsageJournal } from './usage-journal';
+import { rollupsOf, type RollupRow } from './usage-rollup';
 
 /** The spec's APIKeyUsage, with what the gateway knows besides. */
 export interface UsageRecord {
@@ -68,6 +69,11 @@ interface Queued {
   segment?: number;
   /** Whether it is in `pending` (records replayed from a journal are not). */
   counted: boolean;
+  /**
+   * It may be in the database already: replayed from a journal, or in a batch whose write failed
+   * (a commit can fail after it happened). Only such batches pay for the duplicate check.
+   */
+  mayRepeat?: boolean;
 }
 
 /**
@@ -215,7 +221,7 @@ export class UsageRecorder implements OnModuleInit, BeforeApplicationShutdown {
     const items: Queued[] = [];
     for (const { segment, entries } of leftovers) {
       for (const entry of entries) {
-        items.push({ id: entry.id, record: revive(entry.record), segment, counted: false });
+        items.push({ id: entry.id, record: revive(entry.record), segment, counted: false, mayRepeat: true });
         replayed++;
       }
     }
@@ -244,7 +250,7 @@ export class UsageRecorder implements OnModuleInit, BeforeApplicationShutdown {
         const spilled = this.journal.spilled();
         this.spilledCount = 0;
         for (const { segment, entry } of spilled) {
-          this.queue.push({ id: entry.id, record: revive(entry.record), segment, counted: false });
+          this.queue.push({ id: entry.id, record: revive(entry.record), segment, counted: false, mayRepeat: true });
         }
       }
       if (this.queue.length === 0) return;
@@ -256,9 +262,11 @@ export class UsageRecorder implements OnModuleInit, BeforeApplicationShutdown {
             manager,
             batch.map((q) => q.record),
             batch.map((q) => q.id),
+            batch.some((q) => q.mayRepeat),
           ),
         );
       } catch (error) {
+        for (const q of batch) q.mayRepeat = true;
         this.failures++;
         this.health?.reportFailure(error);
         const retryMs = Math.min(5_000, 200 * 2 ** Math.min(this.failures, 6));
@@ -309,8 +317,17 @@ export class UsageRecorder implements OnModuleInit, BeforeApplicationShutdown {
     }
   }
 
-  /** Writes a batch; returns the record ids that were new (the others were written before). */
-  private async write(manager: EntityManager, all: UsageRecord[], ids: string[]): Promise<Set<string>> {
+  /**
+   * Writes a batch; returns the record ids that were new (the others were written before). A
+   * batch of fresh records (ids made in this process, never sent) cannot conflict and is a plain
+   * insert; the ON CONFLICT check, a third of the insert's cost, runs only for `mayRepeat`.
+   */
+  private async write(
+    manager: EntityManager,
+    all: UsageRecord[],
+    ids: string[],
+    mayRepeat: boolean,
+  ): Promise<Set<string>> {
     const col = <K extends keyof UsageRecord>(k: K) => all.map((r) => r[k]);
     const rows = await manager.query<{ record_id: string }[]>(
       `INSERT INTO usage_events ("timestamp", key_id, provider, access_token_id, endpoint, model, input_tokens,
@@ -319,8 +336,7 @@ export class UsageRecorder implements OnModuleInit, BeforeApplicationShutdown {
        SELECT * FROM unnest($1::timestamptz[], $2::uuid[], $3::text[], $4::uuid[], $5::text[], $6::text[],
          $7::int[], $8::int[], $9::int[], $10::int[], $11::numeric[], $12::bool[], $13::int[], $14::bool[],
          $15::text[], $16::int[], $17::int[], $18::bool[], $19::text[], $20::uuid[])
-       ON CONFLICT (record_id, "timestamp") DO NOTHING
-       RETURNING record_id`,
+       ${mayRepeat ? 'ON CONFLICT (record_id, "timestamp") DO NOTHING RETURNING record_id' : ''}`,
       [
         col('timestamp'),
         col('keyId'),
@@ -344,7 +360,7 @@ export class UsageRecorder implements OnModuleInit, BeforeApplicationShutdown {
         ids,
       ],
     );
-    const inserted = new Set(rows.map((r) => r.record_id));
+    const inserted = mayRepeat ? new Set(rows.map((r) => r.record_id)) : new Set(ids);
     // Only what is new goes into the counters and rollups.
     const batch = inserted.size === all.length ? all : all.filter((_, i) => inserted.has(ids[i]));
 
@@ -390,25 +406,19 @@ export class UsageRecorder implements OnModuleInit, BeforeApplicationShutdown {
   /**
    * Adds the batch to the hourly and daily rollups, one row per key, access token, model, source
    * and error type. Records without a key (Keyward's own 503 and 429 answers) are rolled up too,
-   * so reports and error rates show them. Grouped in SQL from the same values as the events, so
-   * each cost is rounded to numeric(18, 8) exactly as its event is and the sums agree to the unit.
+   * so reports and error rates show them. The rows are summed in rollupsOf, each cost rounded to
+   * numeric(18, 8) exactly as its event is, so the sums agree with the events to the unit.
    */
   private async writeRollups(manager: EntityManager, batch: UsageRecord[]): Promise<void> {
-    const col = <K extends keyof UsageRecord>(k: K) => batch.map((r) => r[k]);
+    if (batch.length === 0) return;
+    const rows = rollupsOf(batch);
+    const col = <K extends keyof RollupRow>(k: K) => rows.map((r) => r[k]);
     await manager.query(
       `INSERT INTO usage_rollups AS u (bucket, period_start, key_id, access_token_id, provider, model, source,
          error_type, requests, errors, input_tokens, output_tokens, total_tokens, cost, latency_ms_sum, unpriced_requests)
-       SELECT b.bucket, date_trunc(b.bucket, e.ts AT TIME ZONE 'UTC') AT TIME ZONE 'UTC', e.key_id, e.token_id,
-              e.provider, coalesce(e.model, ''), e.source,
-              CASE WHEN e.success THEN '' ELSE coalesce(e.error_type, 'error') END,
-              count(*), count(*) FILTER (WHERE NOT e.success), sum(e.input_tokens), sum(e.output_tokens),
-              sum(e.total_tokens), sum(e.cost::numeric(18, 8)), sum(e.latency_ms), count(*) FILTER (WHERE e.unpriced)
-         FROM unnest($1::timestamptz[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[], $7::bool[],
-                $8::text[], $9::int[], $10::int[], $11::int[], $12::numeric[], $13::int[], $14::bool[])
-                AS e(ts, key_id, token_id, provider, model, source, success, error_type, input_tokens, output_tokens,
-                     total_tokens, cost, latency_ms, unpriced)
-        CROSS JOIN (VALUES ('hour'), ('day')) AS b(bucket)
-        GROUP BY 1, 2, 3, 4, 5, 6, 7, 8
+       SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::uuid[], $4::uuid[], $5::text[], $6::text[], $7::text[],
+         $8::text[], $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[], $13::bigint[], $14::numeric[],
+         $15::bigint[], $16::bigint[])
        ON CONFLICT ON CONSTRAINT usage_rollups_identity DO UPDATE SET
          requests = u.requests + EXCLUDED.requests,
          errors = u.errors + EXCLUDED.errors,
@@ -419,20 +429,22 @@ export class UsageRecorder implements OnModuleInit, BeforeApplicationShutdown {
          latency_ms_sum = u.latency_ms_sum + EXCLUDED.latency_ms_sum,
          unpriced_requests = u.unpriced_requests + EXCLUDED.unpriced_requests`,
       [
-        col('timestamp'),
+        col('bucket'),
+        col('periodStart'),
         col('keyId'),
         col('accessTokenId'),
         col('provider'),
         col('model'),
         col('source'),
-        col('success'),
         col('errorType'),
+        col('requests'),
+        col('errors'),
         col('inputTokens'),
         col('outputTokens'),
         col('totalTokens'),
         col('cost'),
-        col('latencyMs'),
-        col('unpriced'),
+        col('latencyMsSum'),
+        col('unpricedRequests'),
       ],
     );
   }

@@ -1,5 +1,5 @@
 import type { EventEmitter } from 'node:events';
-import { readdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import * as os from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { Pool, WebSocket } from 'undici';
@@ -15,6 +15,7 @@ import {
   machineInfo,
   markdownTable,
   percentile,
+  processTimes,
   type RunningKeyward,
   startHelperProcess,
   startKeyward,
@@ -165,34 +166,6 @@ type CpuUse = Record<Process, number> & { wallMs: number; machineCores: number }
 
 /** Process ids of the helpers and Keyward; PostgreSQL is whatever runs under Keyward's process. */
 const pids: Partial<Record<'fake' | 'bare' | 'keyward', number>> = {};
-/** USER_HZ: the unit of utime/stime in /proc/<pid>/stat, 100 on Linux everywhere. */
-const CLOCK_TICKS = 100;
-
-/** User + system CPU of every process in ms, and its parent, from /proc (empty elsewhere). */
-function processTimes(): Map<number, { ppid: number; ms: number }> {
-  const all = new Map<number, { ppid: number; ms: number }>();
-  let entries: string[];
-  try {
-    entries = readdirSync('/proc').filter((name) => /^\d+$/.test(name));
-  } catch {
-    return all;
-  }
-  for (const name of entries) {
-    try {
-      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
-      // After "pid (comm) ": state ppid … utime (12th) stime (13th).
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      all.set(Number(name), {
-        ppid: Number(fields[1]),
-        ms: ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS,
-      });
-    } catch {
-      // The process ended meanwhile.
-    }
-  }
-  return all;
-}
-
 interface CpuSnapshot {
   generator: number;
   fake: number;

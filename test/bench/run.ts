@@ -1,6 +1,7 @@
 import { gatewayBenchmark } from './gateway.bench';
 import { journalBenchmark } from './journal.bench';
 import { keysBenchmark } from './keys.bench';
+import { profileBenchmark } from './profile.bench';
 import { sideBySideBenchmark } from './side-by-side.bench';
 import { usageStoreBenchmark } from './usage-store.bench';
 import { BENCHMARKS_FILE, type Benchmark, describeMachine, log, stopAllKeywards } from './support';
@@ -15,6 +16,7 @@ const BENCHMARKS: readonly Benchmark[] = [
   sideBySideBenchmark,
   journalBenchmark,
   usageStoreBenchmark,
+  profileBenchmark,
 ];
 
 /** Nothing here should take this long; a hung run is stopped instead of waiting forever. */

@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -458,4 +458,36 @@ export async function startHelperProcess<T>(
     await stop();
     throw error;
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// CPU accounting (Linux /proc)
+
+/** USER_HZ: the unit of utime/stime in /proc/<pid>/stat, 100 on Linux everywhere. */
+const CLOCK_TICKS = 100;
+
+/** User + system CPU of every process in ms, and its parent, from /proc (empty elsewhere). */
+export function processTimes(): Map<number, { ppid: number; ms: number; systemMs: number }> {
+  const all = new Map<number, { ppid: number; ms: number; systemMs: number }>();
+  let entries: string[];
+  try {
+    entries = readdirSync('/proc').filter((name) => /^\d+$/.test(name));
+  } catch {
+    return all;
+  }
+  for (const name of entries) {
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
+      // After "pid (comm) ": state ppid … utime (12th) stime (13th).
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      all.set(Number(name), {
+        ppid: Number(fields[1]),
+        ms: ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS,
+        systemMs: (Number(fields[12]) * 1000) / CLOCK_TICKS,
+      });
+    } catch {
+      // The process ended meanwhile.
+    }
+  }
+  return all;
 }
