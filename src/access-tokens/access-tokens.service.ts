@@ -1,6 +1,6 @@
 import { Injectable, Logger, OnModuleDestroy, OnModuleInit, Optional } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
-import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { hash, randomBytes, randomUUID } from 'node:crypto';
 import { DataSource } from 'typeorm';
 import { conflict, type FieldError, notFound, ValidationProblem } from '../common/problem';
 import { ChangeFeedService } from '../database/change-feed';
@@ -39,7 +39,8 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const escapeLike = (s: string) => s.replace(/[\\%_]/g, '\\$&');
 const unique = <T>(values: T[]) => [...new Set(values)];
 
-export const hashToken = (token: string) => createHash('sha256').update(token).digest('hex');
+// crypto.hash: the one-shot form, without a Hash object per call (the gateway hashes every token it sees).
+export const hashToken = (token: string) => hash('sha256', token, 'hex');
 export const tokenHint = (token: string) => `kw_…${token.slice(-4)}`;
 
 interface PrincipalRow {

@@ -79,6 +79,9 @@ export function startRelay(
     const plain = call.plugin.createStreamTap(call.target.endpoint);
     tap = encoding === 'identity' ? plain : decodedTap(plain, encoding);
   }
+  // The relay splits the events anyway: a tap that takes events is fed from here, not re-decoded.
+  const tapEvents = encoding === 'identity' ? tap?.event?.bind(tap) : undefined;
+  const tapBytes = tapEvents ? undefined : tap;
   const readsJson = !isSse && billable && contentType.includes('json');
   const collected: Buffer[] = [];
   let collectedBytes = 0;
@@ -90,6 +93,7 @@ export function startRelay(
       ? new SseDecoder(
           (event, raw) => {
             relayedDataBytes += event.data.length;
+            tapEvents?.(event);
             if (event.data === '[DONE]' || (event.event !== undefined && TERMINAL_EVENTS.has(event.event)))
               terminal = true;
             if (filter && !(event.data && event.data.includes('"usage"') && filter(event.data))) kept.push(raw);
@@ -122,6 +126,8 @@ export function startRelay(
     if (settled) return;
     settled = true;
     res.off('close', onClose);
+    // Cut short: a last event without its blank line still reaches the tap, as its own decoder would.
+    if (!complete && tapEvents) decoder?.end();
     const result = () => ({ complete: complete || terminal, usage: usageOf(), relayedDataBytes });
     // Most taps end at once; a compressed stream's tap finishes decoding first.
     const ended = tap?.end?.() as Promise<void> | undefined;
@@ -142,7 +148,7 @@ export function startRelay(
     done,
     data(chunk) {
       if (settled) return true;
-      if (tap) tap.push(chunk);
+      if (tapBytes) tapBytes.push(chunk);
       if (decoder) decoder.push(chunk);
       else if (readsJson && collectedBytes + chunk.length <= MAX_USAGE_BODY) {
         collected.push(chunk);

@@ -1,6 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { PricingService } from '../plugin-system/pricing.service';
-import type { UsageCount } from '../plugin-system/provider-plugin';
+import { costOf, type UsageCount } from '../plugin-system/provider-plugin';
 import { UsageRecorder, type UsageRecord } from '../usage/usage-recorder';
 import type { Call } from './gateway-call';
 import type { PooledKey } from './key-pool';
@@ -71,6 +71,15 @@ export class UsageRecording {
     };
     if (!usage) {
       const record: UsageRecord = { ...base, cost: 0, unpriced: false };
+      this.recorder.record(record);
+      release();
+      return Promise.resolve(record);
+    }
+    // Prices are cached: most calls are priced here and now, without a promise in between.
+    const table = this.pricing.freshTable(call.provider);
+    if (table) {
+      const c = costOf(usage, table, model ?? '');
+      const record: UsageRecord = { ...base, cost: c.cost, unpriced: c.unpriced };
       this.recorder.record(record);
       release();
       return Promise.resolve(record);

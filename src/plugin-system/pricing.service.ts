@@ -34,6 +34,9 @@ export interface PriceChange {
 export class PricingService implements OnModuleInit {
   private readonly logger = new Logger('Pricing');
   private readonly cache = new Map<string, { table: PricingTable; loadedAt: number }>();
+  private readonly loading = new Map<string, Promise<PricingTable>>();
+  /** Bumped by every invalidation: a load that began before one does not cache what it read. */
+  private generation = 0;
   /** Providers whose overrides could not be read at all yet (said once each). */
   private readonly warned = new Set<string>();
   private static readonly TTL_MS = 60_000;
@@ -48,8 +51,8 @@ export class PricingService implements OnModuleInit {
   ) {}
 
   onModuleInit(): void {
-    this.feed?.subscribe(CHANNELS.prices, (provider) => (provider ? this.cache.delete(provider) : this.cache.clear()));
-    this.feed?.onReconnect(() => this.cache.clear());
+    this.feed?.subscribe(CHANNELS.prices, (provider) => this.invalidate(provider));
+    this.feed?.onReconnect(() => this.invalidate(null));
   }
 
   async rows(providerId: string): Promise<PriceRow[]> {
@@ -83,10 +86,43 @@ export class PricingService implements OnModuleInit {
     });
   }
 
-  async table(providerId: string): Promise<PricingTable> {
+  /** The provider's table when a fresh one is cached: the gateway prices a call without a promise. */
+  freshTable(providerId: string): PricingTable | undefined {
     const cached = this.cache.get(providerId);
     const ttl = this.feed ? this.feed.ttl(PricingService.TTL_MS) : PricingService.TTL_MS;
-    if (cached && Date.now() - cached.loadedAt < ttl) return cached.table;
+    return cached && Date.now() - cached.loadedAt < ttl ? cached.table : undefined;
+  }
+
+  /** The provider's prices with the admins' overrides; concurrent reloads share one query. */
+  table(providerId: string): Promise<PricingTable> {
+    const fresh = this.freshTable(providerId);
+    if (fresh) return Promise.resolve(fresh);
+    let loading = this.loading.get(providerId);
+    if (!loading) {
+      const load: Promise<PricingTable> = this.load(providerId).finally(() => {
+        if (this.loading.get(providerId) === load) this.loading.delete(providerId);
+      });
+      this.loading.set(providerId, load);
+      loading = load;
+    }
+    return loading;
+  }
+
+  private invalidate(providerId: string | null | undefined): void {
+    this.generation++;
+    if (providerId) {
+      this.cache.delete(providerId);
+      this.loading.delete(providerId);
+    } else {
+      this.cache.clear();
+      this.loading.clear();
+    }
+  }
+
+  private async load(providerId: string): Promise<PricingTable> {
+    const generation = this.generation;
+    const cached = this.cache.get(providerId);
+    const ttl = this.feed ? this.feed.ttl(PricingService.TTL_MS) : PricingService.TTL_MS;
     const plugin = this.registry.require(providerId);
     const table: PricingTable = { ...plugin.pricing };
     let overrides: ProviderPrice[];
@@ -113,7 +149,7 @@ export class PricingService implements OnModuleInit {
         ...(o.cachedInput !== null ? { cachedInput: o.cachedInput } : {}),
       };
     }
-    this.cache.set(providerId, { table, loadedAt: Date.now() });
+    if (generation === this.generation) this.cache.set(providerId, { table, loadedAt: Date.now() });
     return table;
   }
 
@@ -135,7 +171,7 @@ export class PricingService implements OnModuleInit {
       })),
       ['providerId', 'model'],
     );
-    this.cache.delete(providerId);
+    this.invalidate(providerId);
     await this.feed?.notify(CHANNELS.prices, providerId).catch(() => undefined);
   }
 
@@ -143,7 +179,7 @@ export class PricingService implements OnModuleInit {
   async reset(providerId: string, model: string): Promise<boolean> {
     this.registry.require(providerId);
     const { affected } = await this.dataSource.getRepository(ProviderPrice).delete({ providerId, model });
-    this.cache.delete(providerId);
+    this.invalidate(providerId);
     await this.feed?.notify(CHANNELS.prices, providerId).catch(() => undefined);
     return (affected ?? 0) > 0;
   }

@@ -139,7 +139,7 @@ export class UsageRecorder implements OnModuleInit, BeforeApplicationShutdown {
       p.usd += record.cost;
       this.pending.set(record.keyId, p);
     }
-    if (this.queue.length >= MAX_BATCH) void this.flush();
+    if (this.queue.length >= MAX_BATCH) void this.flush(false);
     else this.schedule(this.config.usageFlushMs);
   }
 
@@ -173,11 +173,16 @@ export class UsageRecorder implements OnModuleInit, BeforeApplicationShutdown {
     return this.queue[0]?.record.timestamp;
   }
 
-  /** Writes everything queued now; resolves when it is written (or has failed and is re-queued). */
-  async flush(): Promise<void> {
+  /**
+   * Writes everything queued now; resolves when it is written (or has failed and is re-queued).
+   * `all: false` (the timer, a full batch) writes one batch and leaves what arrived meanwhile
+   * to the next tick of the timer: under load, writing back to back would turn one batch per
+   * `usageFlushMs` into many small ones, each paying the transaction's fixed cost.
+   */
+  async flush(all = true): Promise<void> {
     while (this.flushing) await this.flushing;
     if (this.queue.length === 0 && this.spilledCount === 0) return;
-    this.flushing = this.writeQueued().finally(() => (this.flushing = undefined));
+    this.flushing = this.writeQueued(all).finally(() => (this.flushing = undefined));
     return this.flushing;
   }
 
@@ -238,12 +243,12 @@ export class UsageRecorder implements OnModuleInit, BeforeApplicationShutdown {
     if (this.timer || this.stopped) return;
     this.timer = setTimeout(() => {
       this.timer = undefined;
-      void this.flush();
+      void this.flush(false);
     }, delayMs);
     this.timer.unref();
   }
 
-  private async writeQueued(): Promise<void> {
+  private async writeQueued(all: boolean): Promise<void> {
     for (;;) {
       if (this.queue.length === 0 && this.spilledCount > 0 && this.journal) {
         // The buffer drained: read back what went to the journal only.
@@ -313,6 +318,11 @@ export class UsageRecorder implements OnModuleInit, BeforeApplicationShutdown {
         // Only records this batch wrote for the first time (a replayed journal may repeat some).
         const fresh = batch.filter((q) => inserted.has(q.id)).map((q) => q.record);
         for (const listener of this.committedListeners) listener(fresh);
+      }
+      // A backlog (full batches, an outage's buffer) is written on at once; a partial batch waits.
+      if (!all && this.queue.length < MAX_BATCH) {
+        if (this.queue.length > 0 || this.spilledCount > 0) this.schedule(this.config.usageFlushMs);
+        return;
       }
     }
   }

@@ -178,6 +178,28 @@ function summarise(profile: Profile, calls: number, seconds: number, mode: strin
     if (callFrame.functionName !== '(idle)') total += us;
   }
   const perCall = (us: number) => (us / calls).toFixed(1);
+  // BENCH_PROFILE_CALLERS=<function>: the call paths that spend time in it.
+  const wanted = process.env.BENCH_PROFILE_CALLERS;
+  if (wanted) {
+    const parent = new Map<number, number>();
+    for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
+    const paths = new Map<string, number>();
+    for (const [id, us] of self) {
+      if (byId.get(id)!.callFrame.functionName !== wanted) continue;
+      const names: string[] = [];
+      for (
+        let p = parent.get(id);
+        p !== undefined && names.length < Number(process.env.BENCH_PROFILE_DEPTH ?? 8);
+        p = parent.get(p)
+      ) {
+        const f = byId.get(p)!.callFrame;
+        names.push(`${f.functionName || '(anonymous)'}@${f.url.split('/').slice(-1)[0]}:${f.lineNumber + 1}`);
+      }
+      paths.set(names.join(' < '), (paths.get(names.join(' < ')) ?? 0) + us);
+    }
+    log(`\ncallers of ${wanted} (µs per call):`);
+    for (const [p, us] of [...paths].sort((a, b) => b[1] - a[1]).slice(0, 8)) log(`  ${perCall(us).padStart(7)}  ${p}`);
+  }
   log(`profile: ${mode}, ${calls} calls in ${seconds} s (${(calls / seconds).toFixed(0)} req/s)`);
   log(`busy ${perCall(total)} µs per call (idle excluded)`);
   log('\nby file (µs per call):');

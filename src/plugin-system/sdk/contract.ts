@@ -3,6 +3,7 @@
  * members take and return. The ProviderPlugin interface itself is in `../provider-plugin.ts`.
  */
 import type { ProviderEndpoint } from '../endpoints';
+import type { SseEvent } from '../sse';
 
 /** The spec's ProviderConfig (docs/spec api-key-management) plus the plugin's id and base URL. */
 export interface ProviderConfig {
@@ -118,6 +119,13 @@ export interface UsageCount {
  */
 export interface StreamUsageTap {
   push(chunk: Buffer | string): void;
+  /**
+   * Optional: a tap over SSE that can take events already split. The gateway splits every
+   * uncompressed SSE answer anyway (for its own needs); when a tap has `event`, it gets each
+   * event with data there, and `push` is not called — the stream is decoded once, not twice.
+   * `sseUsageTap` provides it.
+   */
+  event?(event: SseEvent): void;
   /**
    * The stream is over: reads a last event that had no closing blank line and, for a tap over a
    * compressed stream (decodedTap), the rest of the decoded bytes. Await it before the final

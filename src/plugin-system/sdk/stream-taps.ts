@@ -20,6 +20,9 @@ export function sseUsageTap(
   }, options);
   return {
     push: (chunk) => decoder.push(typeof chunk === 'string' ? Buffer.from(chunk, 'utf8') : chunk),
+    event: (event) => {
+      if (event.data.length > 0) onEvent(event);
+    },
     end: () => decoder.end(),
     result,
   };
