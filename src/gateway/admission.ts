@@ -72,16 +72,22 @@ export class Admission {
     return principal;
   }
 
-  /** The token's per-minute rate, checked once the request is known to be one Keyward forwards. */
-  async rate(principal: GatewayPrincipal): Promise<void> {
-    if (!principal.rateLimitPerMinute) return;
-    const taken = await this.limiter.take(`token:${principal.id}`, principal.rateLimitPerMinute);
+  /**
+   * The token's per-minute rate, checked once the request is known to be one Keyward forwards.
+   * Undefined, not a promise, for a token without a rate: the usual call waits for nothing.
+   */
+  rate(principal: GatewayPrincipal): Promise<void> | undefined {
+    return principal.rateLimitPerMinute ? this.takeRate(principal, principal.rateLimitPerMinute) : undefined;
+  }
+
+  private async takeRate(principal: GatewayPrincipal, perMinute: number): Promise<void> {
+    const taken = await this.limiter.take(`token:${principal.id}`, perMinute);
     if (!taken.allowed) {
       throw new GatewayProblem(
         429,
         'rate-limited',
         'Too many requests',
-        `This access token may make ${principal.rateLimitPerMinute} requests a minute; try again in ${taken.retryAfterSeconds} s.`,
+        `This access token may make ${perMinute} requests a minute; try again in ${taken.retryAfterSeconds} s.`,
         { 'retry-after': String(taken.retryAfterSeconds) },
         'rate-limited',
       );

@@ -67,7 +67,7 @@ export class Failover implements OnModuleDestroy {
 
   async forward(call: Call): Promise<void> {
     const now = Date.now();
-    const all = await this.pool.keys(call.provider);
+    const all = this.pool.cachedKeys(call.provider) ?? (await this.pool.keys(call.provider));
     const reasons = new Map<Unusable, number>();
     const usable: PooledKey[] = [];
     for (const key of all) {
@@ -92,7 +92,10 @@ export class Failover implements OnModuleDestroy {
       if (tried > 0 && this.pool.unusable(key, Date.now())) continue;
       const secret = this.pool.trySecretOf(key);
       if (secret === null) continue;
-      const reservation = await this.reserve(call, key, () => (worst ??= this.worstCase(call)));
+      // No limit on the key or the token (the usual case): nothing to reserve, nothing to wait for.
+      const reservation = this.limits.applies(key.id, call.principal.id)
+        ? await this.reserve(call, key, () => (worst ??= this.worstCase(call)))
+        : undefined;
       if (reservation === 'key-full') {
         reasons.set('over-limit', (reasons.get('over-limit') ?? 0) + 1);
         this.metrics?.countLimitHit('key');
@@ -275,8 +278,7 @@ export class Failover implements OnModuleDestroy {
     call: Call,
     key: PooledKey,
     worst: () => Promise<WorstCase>,
-  ): Promise<Reservation | 'key-full' | undefined> {
-    if (!this.limits.applies(key.id, call.principal.id)) return undefined;
+  ): Promise<Reservation | 'key-full'> {
     const reserved = await this.limits.reserve({
       keyId: key.id,
       accessTokenId: call.principal.id,

@@ -172,7 +172,8 @@ export class GatewayService {
     const body = await readRequestBody(req, target.endpoint, this.limits, principal.models !== null);
     seen.model = body.model;
     this.scope.model(principal, target.endpoint, body.model);
-    await this.admission.rate(principal);
+    const rated = this.admission.rate(principal);
+    if (rated) await rated;
     this.admission.touch(principal);
     await this.failover.forward(
       prepare({ req, res, principal, plugin, provider, origin: this.scope.originOf(plugin), target, method, ...body }),
@@ -235,7 +236,8 @@ export class GatewayService {
     seen.model = route.model;
     this.scope.grant(principal, route.provider, target.endpoint);
     this.scope.model(principal, target.endpoint, route.model);
-    await this.admission.rate(principal);
+    const rated = this.admission.rate(principal);
+    if (rated) await rated;
     this.admission.touch(principal);
     const renamed = route.model !== body.model;
     await this.failover.forward(

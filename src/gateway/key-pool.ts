@@ -45,6 +45,8 @@ interface Loaded {
   generation: number;
   loadedAt: number;
   keys: Promise<PooledKey[]>;
+  /** The list once `keys` has resolved: the hot path reads it without awaiting. */
+  value?: PooledKey[];
 }
 
 const TTL_MS = 30_000;
@@ -105,6 +107,13 @@ export class KeyPool implements OnModuleInit {
     else this.loaded.clear();
   }
 
+  /** The provider's keys when a fresh list is cached, for a call that need not wait on a promise. */
+  cachedKeys(provider: string): PooledKey[] | undefined {
+    const entry = this.loaded.get(provider);
+    const ttl = this.feed ? this.feed.ttl(TTL_MS) : TTL_MS;
+    return entry && entry.generation === this.generation && Date.now() - entry.loadedAt < ttl ? entry.value : undefined;
+  }
+
   async keys(provider: string): Promise<PooledKey[]> {
     const entry = this.loaded.get(provider);
     const ttl = this.feed ? this.feed.ttl(TTL_MS) : TTL_MS;
@@ -131,6 +140,7 @@ export class KeyPool implements OnModuleInit {
             generation,
             loadedAt: Date.now() - ttl + STALE_RETRY_MS,
             keys: Promise.resolve(stale),
+            value: stale,
           });
           return stale;
         }
@@ -139,9 +149,12 @@ export class KeyPool implements OnModuleInit {
     );
     const fresh: Loaded = { generation, loadedAt: Date.now(), keys };
     this.loaded.set(provider, fresh);
-    keys.catch(() => {
-      if (this.loaded.get(provider) === fresh) this.loaded.delete(provider);
-    });
+    keys.then(
+      (list) => (fresh.value = list),
+      () => {
+        if (this.loaded.get(provider) === fresh) this.loaded.delete(provider);
+      },
+    );
     return keys;
   }
 

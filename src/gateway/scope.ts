@@ -25,7 +25,13 @@ interface PluginScope {
   origin: string;
   baseSegments: string[];
   baseUrl: string;
+  /** Targets of paths already checked, by method, path and query (successes only). */
+  resolved: Map<string, Target>;
 }
+
+/** At most this many checked paths are remembered per plugin, each at most RESOLVED_KEY_MAX long. */
+const RESOLVED_MAX = 1_000;
+const RESOLVED_KEY_MAX = 512;
 
 /**
  * What a request may reach: the plugin's declared endpoints (method + path template), the
@@ -62,6 +68,20 @@ export class GatewayScope {
    * base path included (`/v1/chat/completions` for OpenAI).
    */
   resolve(plugin: ProviderPlugin, method: string, rawPath: string, query: string): Target {
+    // A gateway sees the same few paths over and over: what was checked once is looked up.
+    const scope = this.scopeOf(plugin);
+    const key = `${method} ${rawPath}${query}`;
+    const known = scope.resolved.get(key);
+    if (known) return known;
+    const target = this.check(plugin, scope, method, rawPath, query);
+    if (key.length <= RESOLVED_KEY_MAX) {
+      if (scope.resolved.size >= RESOLVED_MAX) scope.resolved.clear();
+      scope.resolved.set(key, target);
+    }
+    return target;
+  }
+
+  private check(plugin: ProviderPlugin, scope: PluginScope, method: string, rawPath: string, query: string): Target {
     const checked = checkPath(rawPath);
     if (!checked.ok) {
       throw new GatewayProblem(
@@ -84,7 +104,6 @@ export class GatewayScope {
         'invalid-path',
       );
     }
-    const scope = this.scopeOf(plugin);
     const { segments } = checked;
     const base = scope.baseSegments;
     let underBase = segments.length > base.length;
@@ -191,6 +210,7 @@ export class GatewayScope {
         origin: url.origin,
         baseSegments: url.pathname.split('/').filter(Boolean),
         baseUrl,
+        resolved: new Map(),
       };
       this.scopes.set(plugin, scope);
     }

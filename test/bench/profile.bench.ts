@@ -43,8 +43,14 @@ async function run(): Promise<void> {
   const fakeKey = generateOpenAiKey('proj');
   const fake = await startHelperProcess<{ baseUrl: string }>('fake-server.ts', { BENCH_FAKE_KEY: fakeKey });
   // BENCH_PROFILE_CPU=off: no V8 profile, only the CPU time per call (the profiler costs some).
-  const sampling = process.env.BENCH_PROFILE_CPU !== 'off';
-  const cpuProf = sampling ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [];
+  const sampling = process.env.BENCH_PROFILE_CPU !== 'off' && process.env.BENCH_PROFILE_CPU !== 'perf';
+  // BENCH_PROFILE_CPU=perf: no V8 profile; Node writes /tmp/perf-<pid>.map for `perf record -p`.
+  const perf = process.env.BENCH_PROFILE_CPU === 'perf';
+  const cpuProf = perf
+    ? ['--perf-basic-prof-only-functions']
+    : sampling
+      ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`]
+      : [];
   const payload = JSON.stringify({
     model,
     messages: [{ role: 'user', content: 'hi' }],

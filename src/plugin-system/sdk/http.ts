@@ -21,7 +21,9 @@ export function baseUrlVariable(id: string): string {
 /** The environment override when set, else `defaultUrl`; without a trailing slash either way. */
 export function resolveBaseUrl(id: string, defaultUrl: string): string {
   const override = process.env[baseUrlVariable(id)]?.trim();
-  return (override ? override : defaultUrl).replace(/\/+$/, '');
+  const url = override ? override : defaultUrl;
+  // Read on every gateway call: the regular expression only when there is a slash to drop.
+  return url.endsWith('/') ? url.replace(/\/+$/, '') : url;
 }
 
 /** `joinUrl('https://x/v1', '/models')` keeps the `/v1` that `new URL('/models', base)` drops. */
