@@ -49,7 +49,9 @@ export class UsageRecording {
     const model = usage?.model ?? call.model;
     const inputTokens = usage?.inputTokens ?? 0;
     const outputTokens = usage?.outputTokens ?? 0;
-    const base = {
+    // One object literal, every field in the same order as refused() writes it: the recorder
+    // reads thousands of these, and objects of one shape keep its property loads monomorphic.
+    const record: UsageRecord = {
       timestamp: new Date(),
       keyId: key.id,
       provider: call.provider,
@@ -60,26 +62,25 @@ export class UsageRecording {
       outputTokens,
       cachedInputTokens: usage?.cachedInputTokens ?? 0,
       totalTokens: usage?.totalTokens ?? inputTokens + outputTokens,
+      cost: 0,
+      unpriced: false,
       latencyMs: Math.round(performance.now() - started),
       success: outcome.success,
       errorType: outcome.errorType,
       status: outcome.status,
       attempt,
       stream: call.streaming,
-      source: 'gateway' as const,
-      countedByLimits: outcome.countedByLimits,
+      source: 'gateway',
+      countedByLimits: outcome.countedByLimits === true,
     };
-    if (!usage) {
-      const record: UsageRecord = { ...base, cost: 0, unpriced: false };
-      this.recorder.record(record);
-      release();
-      return Promise.resolve(record);
-    }
     // Prices are cached: most calls are priced here and now, without a promise in between.
-    const table = this.pricing.freshTable(call.provider);
-    if (table) {
-      const c = costOf(usage, table, model ?? '');
-      const record: UsageRecord = { ...base, cost: c.cost, unpriced: c.unpriced };
+    const table = usage ? this.pricing.freshTable(call.provider) : undefined;
+    if (!usage || table) {
+      if (usage && table) {
+        const c = costOf(usage, table, model ?? '');
+        record.cost = c.cost;
+        record.unpriced = c.unpriced;
+      }
       this.recorder.record(record);
       release();
       return Promise.resolve(record);
@@ -87,10 +88,15 @@ export class UsageRecording {
     return this.pricing
       .cost(call.provider, model ?? '', usage)
       .then(
-        (c) => ({ ...base, cost: c.cost, unpriced: c.unpriced }),
-        () => ({ ...base, cost: 0, unpriced: true }),
+        (c) => {
+          record.cost = c.cost;
+          record.unpriced = c.unpriced;
+        },
+        () => {
+          record.unpriced = true;
+        },
       )
-      .then((record: UsageRecord) => {
+      .then(() => {
         this.recorder.record(record);
         return record;
       })
@@ -119,6 +125,7 @@ export class UsageRecording {
       attempt: 0,
       stream: refusal.stream,
       source: 'gateway',
+      countedByLimits: false,
     });
   }
 }

@@ -65,8 +65,39 @@ async function main(): Promise<void> {
     req.pipe(out);
   };
 
+  // BENCH_PROXY=dispatch: undici's dispatch handler, the interface Keyward's gateway uses.
+  const dispatchProxy = (req: import('node:http').IncomingMessage, res: import('node:http').ServerResponse) => {
+    const headers = forwardable(req.headers) as Record<string, string | string[]>;
+    headers.authorization = `Bearer ${key}`;
+    const hasBody = req.method !== 'GET' && req.method !== 'HEAD';
+    pool.dispatch(
+      { method: req.method as Dispatcher.HttpMethod, path: req.url ?? '/', headers, body: hasBody ? req : undefined },
+      {
+        // Its presence marks the handler as the new-style interface (undici wraps others).
+        onRequestStart() {},
+        onResponseStart(_c, status, responseHeaders) {
+          res.writeHead(status, forwardable(responseHeaders));
+        },
+        onResponseData(c, chunk) {
+          if (!res.write(chunk)) {
+            c.pause();
+            res.once('drain', () => c.resume());
+          }
+        },
+        onResponseEnd() {
+          res.end();
+        },
+        onResponseError() {
+          if (!res.headersSent) res.writeHead(502).end();
+          else res.destroy();
+        },
+      },
+    );
+  };
+
   const server = createServer({ noDelay: true, keepAliveTimeout: 30_000 }, (req, res) => {
     if (process.env.BENCH_PROXY === 'pipe') return pipeProxy(req, res);
+    if (process.env.BENCH_PROXY === 'dispatch') return dispatchProxy(req, res);
     const headers = forwardable(req.headers) as Record<string, string | string[]>;
     headers.authorization = `Bearer ${key}`;
     const hasBody = req.method !== 'GET' && req.method !== 'HEAD';

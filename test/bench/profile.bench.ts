@@ -57,9 +57,9 @@ async function run(): Promise<void> {
     ...(mode === 'stream' ? { stream: true } : {}),
   });
   let calls: number;
-  // BENCH_PROFILE_TARGET=pipe|undici profiles the pass-through proxy instead, for the baseline.
+  // BENCH_PROFILE_TARGET=pipe|undici|dispatch profiles the pass-through proxy instead, for the baseline.
   const yardstick = process.env.BENCH_PROFILE_TARGET;
-  if (yardstick === 'pipe' || yardstick === 'undici') {
+  if (yardstick === 'pipe' || yardstick === 'undici' || yardstick === 'dispatch') {
     const proxy = await startHelperProcess<{ url: string }>(
       'bare-proxy.ts',
       { BENCH_UPSTREAM: new URL(fake.info.baseUrl).origin, BENCH_UPSTREAM_KEY: fakeKey, BENCH_PROXY: yardstick },
