@@ -3,6 +3,7 @@
  * project headers, Go-style rate-limit resets, usage in streams only on request).
  */
 import {
+  hasUsageObject,
   endpointPaths,
   asNumber,
   asRecord,
@@ -256,7 +257,7 @@ export function createPlugin(options: OpenAiPluginOptions = {}): ProviderPlugin 
       return sseUsageTap(
         (event) => {
           // Content chunks are the bulk of a stream and never carry a count: skip parsing them.
-          if (event.data.includes('"usage"')) {
+          if (hasUsageObject(event.data)) {
             usage = usageFromStreamEvent(event.data) ?? usage;
           }
         },

@@ -1,6 +1,6 @@
 import type { ServerResponse } from 'node:http';
 import type { StreamUsageTap, UsageCount } from '../plugin-system/provider-plugin';
-import { decodedTap, SseDecoder, usageKindOf } from '../plugin-system/provider-plugin';
+import { decodedTap, hasUsageObject, SseDecoder, usageKindOf } from '../plugin-system/provider-plugin';
 import type { Call } from './gateway-call';
 import { decodeBody, DROPPED_RESPONSE_HEADERS } from './upstream';
 
@@ -96,7 +96,7 @@ export function startRelay(
             tapEvents?.(event);
             if (event.data === '[DONE]' || (event.event !== undefined && TERMINAL_EVENTS.has(event.event)))
               terminal = true;
-            if (filter && !(event.data && event.data.includes('"usage"') && filter(event.data))) kept.push(raw);
+            if (filter && !(event.data && hasUsageObject(event.data) && filter(event.data))) kept.push(raw);
           },
           { onOversized: (bytes) => filter && kept.push(bytes) },
         )

@@ -2,6 +2,7 @@
 import * as zlib from 'node:zlib';
 import { SseDecoder, type SseEvent } from '../sse';
 import type { StreamUsageTap, UsageCount } from './contract';
+import { hasUsageObject } from './usage';
 import { parseJson } from './values';
 
 /**
@@ -37,7 +38,7 @@ export function usageEventTap(usageOf: (json: unknown) => UsageCount | undefined
   let usage: UsageCount | undefined;
   return sseUsageTap(
     (event) => {
-      if (event.data.includes('"usage"')) usage = usageOf(parseJson(event.data)) ?? usage;
+      if (hasUsageObject(event.data)) usage = usageOf(parseJson(event.data)) ?? usage;
     },
     () => usage,
   );

@@ -2,6 +2,26 @@
 import type { UsageCount } from './contract';
 import { asNumber, asRecord, isRecord } from './values';
 
+const WHITESPACE = new Set([' ', '\t', '\n', '\r']);
+
+/**
+ * Whether an event's JSON text has a `"usage"` key holding an object — checked on the text, so
+ * that the chunks of a stream that carry none are never parsed. OpenAI marks every chunk
+ * `"usage":null` once usage was asked for, so "contains usage" alone would parse them all.
+ * Escaped quotes inside strings (`\"usage\"`) never match; a string value "usage" is skipped.
+ */
+export function hasUsageObject(json: string): boolean {
+  for (let at = json.indexOf('"usage"'); at !== -1; at = json.indexOf('"usage"', at + 7)) {
+    let i = at + 7;
+    while (WHITESPACE.has(json[i])) i++;
+    if (json[i] !== ':') continue;
+    i++;
+    while (WHITESPACE.has(json[i])) i++;
+    if (json[i] === '{') return true;
+  }
+  return false;
+}
+
 /**
  * Reads the `usage` object of the OpenAI dialect (OpenAI, Groq, OpenRouter): `prompt_tokens`
  * already include `prompt_tokens_details.cached_tokens`.
