@@ -84,8 +84,9 @@ interface Queued {
  * skips ids already written, so a batch retried after an unclear failure, or replayed from the
  * journal after a crash, is never counted twice.
  *
- * Durable mode (`KEYWARD_USAGE_JOURNAL=on`): every record is also appended to a local journal
- * before `record` returns (see UsageJournal), so a SIGKILL loses none. Whatever the mode, while
+ * Durable mode (`KEYWARD_USAGE_JOURNAL=on`): every record is also appended to a local journal,
+ * handed to the kernel at the end of the event-loop turn (see UsageJournal), so a SIGKILL loses
+ * at most the records of the answers being finished at that instant. Whatever the mode, while
  * the database is down the memory buffer holds at most `KEYWARD_USAGE_BUFFER_MAX` records; the
  * rest go to the journal only and are read back once the buffer has drained.
  */
