@@ -1,5 +1,4 @@
 import { BeforeApplicationShutdown, Inject, Injectable, Logger, OnModuleInit, Optional } from '@nestjs/common';
-import { randomUUID } from 'node:crypto';
 import * as path from 'node:path';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { DataSource, EntityManager } from 'typeorm';
@@ -8,6 +7,8 @@ import { KEYWARD_CONFIG } from '../config/config.constants';
 import type { KeywardConfig } from '../config/config';
 import { DatabaseHealth } from '../database/database-health';
 import { ShutdownService } from '../lifecycle/shutdown.service';
+import { pgArray, type PgArrayValue } from '../database/pg-array';
+import { recordId } from './record-id';
 import { UsageJournal } from './usage-journal';
 import { rollupsOf, type RollupRow } from './usage-rollup';
 
@@ -121,7 +122,7 @@ export class UsageRecorder implements OnModuleInit, BeforeApplicationShutdown {
   }
 
   record(record: UsageRecord): void {
-    const item: Queued = { id: randomUUID(), record, counted: true };
+    const item: Queued = { id: recordId(record.timestamp.getTime()), record, counted: true };
     if (this.queue.length >= this.config.durability.usageBufferMax) {
       // The database has been away long enough to fill the buffer: keep the record on disk only.
       const journal = this.journal ?? this.openJournal();
@@ -342,12 +343,13 @@ export class UsageRecorder implements OnModuleInit, BeforeApplicationShutdown {
     const rows = await manager.query<{ record_id: string }[]>(
       `INSERT INTO usage_events ("timestamp", key_id, provider, access_token_id, endpoint, model, input_tokens,
          output_tokens, cached_input_tokens, total_tokens, cost, unpriced, latency_ms, success, error_type, status,
-         attempt, stream, source, record_id)
-       SELECT * FROM unnest($1::timestamptz[], $2::uuid[], $3::text[], $4::uuid[], $5::text[], $6::text[],
+         attempt, stream, source, record_id, id)
+       SELECT *, r FROM unnest($1::timestamptz[], $2::uuid[], $3::text[], $4::uuid[], $5::text[], $6::text[],
          $7::int[], $8::int[], $9::int[], $10::int[], $11::numeric[], $12::bool[], $13::int[], $14::bool[],
-         $15::text[], $16::int[], $17::int[], $18::bool[], $19::text[], $20::uuid[])
+         $15::text[], $16::int[], $17::int[], $18::bool[], $19::text[], $20::uuid[]) AS e(t, k, p, a, en, m, i, o,
+         c, tt, co, u, l, s, et, st, at, sr, so, r)
        ${mayRepeat ? 'ON CONFLICT (record_id, "timestamp") DO NOTHING RETURNING record_id' : ''}`,
-      [...eventColumns(all), ids],
+      [...eventColumns(all), pgArray(ids)],
     );
     const inserted = mayRepeat ? new Set(rows.map((r) => r.record_id)) : new Set(ids);
     // Only what is new goes into the counters and rollups.
@@ -369,7 +371,8 @@ export class UsageRecorder implements OnModuleInit, BeforeApplicationShutdown {
     }
     if (perKey.size === 0) return inserted;
 
-    const keys = [...perKey.entries()];
+    // In id order: instances writing batches at once lock the key rows in the same order (no deadlock).
+    const keys = [...perKey.entries()].sort(([a], [b]) => (a < b ? -1 : 1));
     // The counter starts over first when its period ended since the last reset, so usage in a
     // new period is never wiped by a reset that runs late.
     await manager.query(
@@ -440,12 +443,13 @@ export class UsageRecorder implements OnModuleInit, BeforeApplicationShutdown {
 }
 
 /**
- * The insert's parameter arrays, one per column in the insert's order, filled in one pass with
- * plain property reads (a `map` per column reads each record through a keyed, megamorphic load).
+ * The insert's parameter arrays as array literals, one per column in the insert's order, filled
+ * in one pass with plain property reads (a `map` per column reads each record through a keyed,
+ * megamorphic load).
  */
-function eventColumns(all: readonly UsageRecord[]): unknown[][] {
+function eventColumns(all: readonly UsageRecord[]): string[] {
   const n = all.length;
-  const c: unknown[][] = Array.from({ length: 19 }, () => new Array<unknown>(n));
+  const c: PgArrayValue[][] = Array.from({ length: 19 }, () => new Array<PgArrayValue>(n));
   for (let i = 0; i < n; i++) {
     const r = all[i];
     c[0][i] = r.timestamp;
@@ -468,7 +472,7 @@ function eventColumns(all: readonly UsageRecord[]): unknown[][] {
     c[17][i] = r.stream;
     c[18][i] = r.source;
   }
-  return c;
+  return c.map(pgArray);
 }
 
 /** A record read back from the journal: its date is a string there. */

@@ -64,6 +64,8 @@ export interface StartOptions {
   stopTimeoutMs?: number;
   /** Node options before the script, e.g. `--cpu-prof` (not allowed in NODE_OPTIONS). */
   nodeArgs?: string[];
+  /** Another build's `dist/src/main.js`, to compare two builds side by side; default this one. */
+  main?: string;
 }
 
 /** Aborted when the run is interrupted: every ApiClient request fails from then on. */
@@ -86,7 +88,8 @@ export const BENCH_ADMIN = { email: 'bench-owner@example.test', password: 'bench
  * folder, so it initialises its own embedded PostgreSQL, and an owner from the environment.
  */
 export async function startKeyward(options: StartOptions = {}): Promise<RunningKeyward> {
-  if (!existsSync(MAIN)) throw new Error(`${MAIN} is missing: run npm run build first`);
+  const main = options.main ?? MAIN;
+  if (!existsSync(main)) throw new Error(`${main} is missing: run npm run build first`);
   const dataDir = mkdtempSync(path.join(os.tmpdir(), 'keyward-bench-'));
   const port = await freePort();
   const { DATABASE_URL: _ignored, ...inherited } = process.env;
@@ -104,7 +107,7 @@ export async function startKeyward(options: StartOptions = {}): Promise<RunningK
   };
   delete env.DATABASE_URL;
   const started = performance.now();
-  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), MAIN], {
+  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), main], {
     cwd: ROOT,
     env,
     stdio: ['ignore', 'pipe', 'pipe'],
