@@ -9,6 +9,21 @@ export interface JournalEntry<R> {
   spilled: boolean;
 }
 
+/**
+ * How entries become lines and back: JSON of the entry by default. A caller can write a compact
+ * line of its own (a JSON array without the field names, about half the bytes and the time);
+ * `decode` gets each line parsed and returns undefined for one it does not recognise.
+ */
+export interface JournalCodec<R> {
+  encode(entry: JournalEntry<R>): string;
+  decode(parsed: unknown): JournalEntry<R> | undefined;
+}
+
+const JSON_CODEC: JournalCodec<never> = {
+  encode: (entry) => JSON.stringify(entry),
+  decode: (parsed) => parsed as JournalEntry<never>,
+};
+
 /** How often appended lines are forced to disk (group commit). */
 const SYNC_EVERY_MS = 20;
 /** A segment is closed and a new one started after this many lines. */
@@ -43,6 +58,7 @@ export class UsageJournal<R> {
   constructor(
     readonly dir: string,
     private readonly onError: (message: string) => void,
+    private readonly codec: JournalCodec<R> = JSON_CODEC as JournalCodec<R>,
   ) {}
 
   /** Opens a fresh segment and returns what the existing ones hold (a previous run's leftovers). */
@@ -67,7 +83,7 @@ export class UsageJournal<R> {
   append(entry: JournalEntry<R>): number {
     if (this.fd < 0) throw new Error('usage journal is not open');
     if (this.linesInCurrent >= SEGMENT_LINES) this.rotate();
-    this.buffered.push(JSON.stringify(entry));
+    this.buffered.push(this.codec.encode(entry));
     if (!this.writeScheduled) {
       this.writeScheduled = true;
       setImmediate(() => this.writeBuffered());
@@ -203,7 +219,9 @@ export class UsageJournal<R> {
     for (const line of text.split('\n')) {
       if (!line) continue;
       try {
-        entries.push(JSON.parse(line) as JournalEntry<R>);
+        const entry = this.codec.decode(JSON.parse(line));
+        if (entry) entries.push(entry);
+        else this.onError(`usage journal ${segmentName(segment)}: a line in an unknown format was skipped`);
       } catch {
         // a torn line: its record never reached the kernel whole, so it was never acknowledged
       }
