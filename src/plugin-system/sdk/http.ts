@@ -18,11 +18,16 @@ export function baseUrlVariable(id: string): string {
   return `KEYWARD_PROVIDER_${id.toUpperCase().replace(/-/g, '_')}_BASE_URL`;
 }
 
+const variables = new Map<string, string>();
+
 /** The environment override when set, else `defaultUrl`; without a trailing slash either way. */
 export function resolveBaseUrl(id: string, defaultUrl: string): string {
-  const override = process.env[baseUrlVariable(id)]?.trim();
+  // Read on every gateway call (tests change it between apps): the variable's name is built once.
+  let variable = variables.get(id);
+  if (variable === undefined) variables.set(id, (variable = baseUrlVariable(id)));
+  const override = process.env[variable]?.trim();
   const url = override ? override : defaultUrl;
-  // Read on every gateway call: the regular expression only when there is a slash to drop.
+  // The regular expression only when there is a slash to drop.
   return url.endsWith('/') ? url.replace(/\/+$/, '') : url;
 }
 
