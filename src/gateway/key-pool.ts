@@ -47,6 +47,8 @@ interface Loaded {
   keys: Promise<PooledKey[]>;
   /** The list once `keys` has resolved: the hot path reads it without awaiting. */
   value?: PooledKey[];
+  /** A reload ahead of expiry is under way. */
+  refreshing?: boolean;
 }
 
 const TTL_MS = 30_000;
@@ -111,13 +113,20 @@ export class KeyPool implements OnModuleInit {
   cachedKeys(provider: string): PooledKey[] | undefined {
     const entry = this.loaded.get(provider);
     const ttl = this.feed ? this.feed.ttl(TTL_MS) : TTL_MS;
-    return entry && entry.generation === this.generation && Date.now() - entry.loadedAt < ttl ? entry.value : undefined;
+    if (!entry || entry.generation !== this.generation) return undefined;
+    const age = Date.now() - entry.loadedAt;
+    if (age >= ttl) return undefined;
+    if (age >= ttl * 0.75) this.refreshAhead(provider, entry);
+    return entry.value;
   }
 
   async keys(provider: string): Promise<PooledKey[]> {
     const entry = this.loaded.get(provider);
     const ttl = this.feed ? this.feed.ttl(TTL_MS) : TTL_MS;
-    if (entry && entry.generation === this.generation && Date.now() - entry.loadedAt < ttl) return entry.keys;
+    if (entry && entry.generation === this.generation && Date.now() - entry.loadedAt < ttl) {
+      if (Date.now() - entry.loadedAt >= ttl * 0.75) this.refreshAhead(provider, entry);
+      return entry.keys;
+    }
     const stale = this.lastGood.get(provider);
     if (stale && this.health && !this.health.up) {
       // Known down: no query (a hung server would hold the request); the prober notices the return.
@@ -156,6 +165,25 @@ export class KeyPool implements OnModuleInit {
       },
     );
     return keys;
+  }
+
+  /**
+   * Reloads a list in the last quarter of its life, in the background: under steady traffic no
+   * call waits for the database when the list runs out. The old list serves until the new one
+   * is in; a failure leaves it to run out and be reloaded (or fall back) the usual way.
+   */
+  private refreshAhead(provider: string, entry: Loaded): void {
+    if (entry.refreshing || entry.value === undefined || this.health?.up === false) return;
+    entry.refreshing = true;
+    const generation = entry.generation;
+    this.load(provider).then(
+      (list) => {
+        if (generation !== this.generation || this.loaded.get(provider) !== entry) return;
+        this.lastGood.set(provider, list);
+        this.loaded.set(provider, { generation, loadedAt: Date.now(), keys: Promise.resolve(list), value: list });
+      },
+      () => undefined,
+    );
   }
 
   /** A notification about one key (or, with no id, about all of them). */

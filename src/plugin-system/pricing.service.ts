@@ -90,12 +90,17 @@ export class PricingService implements OnModuleInit {
   freshTable(providerId: string): PricingTable | undefined {
     const cached = this.cache.get(providerId);
     const ttl = this.feed ? this.feed.ttl(PricingService.TTL_MS) : PricingService.TTL_MS;
-    return cached && Date.now() - cached.loadedAt < ttl ? cached.table : undefined;
+    const age = cached ? Date.now() - cached.loadedAt : Infinity;
+    if (age >= ttl) return undefined;
+    // Reloaded in the background in the last quarter of its life: no call waits when it runs out.
+    if (age >= ttl * 0.75 && !this.loading.has(providerId) && this.health?.up !== false)
+      void this.table(providerId, true).catch(() => undefined);
+    return cached!.table;
   }
 
   /** The provider's prices with the admins' overrides; concurrent reloads share one query. */
-  table(providerId: string): Promise<PricingTable> {
-    const fresh = this.freshTable(providerId);
+  table(providerId: string, ahead = false): Promise<PricingTable> {
+    const fresh = ahead ? undefined : this.freshTable(providerId);
     if (fresh) return Promise.resolve(fresh);
     let loading = this.loading.get(providerId);
     if (!loading) {
