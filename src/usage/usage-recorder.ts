@@ -141,8 +141,13 @@ export class UsageRecorder implements OnModuleInit, BeforeApplicationShutdown {
       p.usd += record.cost;
       this.pending.set(record.keyId, p);
     }
-    if (this.queue.length >= MAX_BATCH) void this.flush(false);
-    else this.schedule(this.config.usageFlushMs);
+    // A full batch is written at once, by one flush: one that is running writes on by itself
+    // while a full batch waits, and a flush per record would queue up behind it, each writing
+    // whatever few records came in meanwhile (dozens of small transactions a second).
+    // While writing fails, the retry timer's growing pauses decide when to try again.
+    if (this.queue.length >= MAX_BATCH) {
+      if (!this.flushing && this.failures === 0) void this.flush(false);
+    } else this.schedule(this.config.usageFlushMs);
   }
 
   /** Called after each committed batch with what it added to each key's counter. */

@@ -97,6 +97,26 @@ describe('Usage rollups (real PostgreSQL)', () => {
     for (const row of perDay) expect(row.rollup).toBe(row.events);
   });
 
+  it('writes a steady stream of records in full batches, not a transaction per few records', async () => {
+    const recorder = t.app.get(UsageRecorder);
+    await recorder.flush();
+    const batches: number[] = [];
+    recorder.onCommitted((records) => batches.push(records.length));
+    // About 12,000 records a second for 1.5 s, in small groups across event-loop turns, as a busy
+    // gateway hands them over: the queue passes a full batch (1,000) while a write is under way.
+    const until = Date.now() + 1_500;
+    let sent = 0;
+    while (Date.now() < until) {
+      for (let i = 0; i < 24; i++) recorder.record(record(++sent, new Date()));
+      await new Promise((resolve) => setTimeout(resolve, 2));
+    }
+    await recorder.flush();
+    expect(batches.reduce((a, b) => a + b, 0)).toBe(sent);
+    // One full batch at a time (plus the timer's partial ones), never one per record past 1,000.
+    expect(batches.length).toBeLessThanOrEqual(Math.ceil(sent / 1_000) + 10);
+    expect(sent / batches.length).toBeGreaterThan(300);
+  });
+
   it('adds nothing when a batch is written again', async () => {
     const before = await sums();
     const recorder = t.app.get(UsageRecorder) as unknown as {
