@@ -16,7 +16,7 @@ import {
 
 /**
  * `npm run bench -- profile`: where Keyward's time goes per gateway call. Keyward runs with
- * `--cpu-prof` while 50 connections send the side-by-side benchmark's JSON (or, with
+ * `--cpu-prof` while 50 connections (BENCH_PROFILE_CONNECTIONS) send the side-by-side benchmark's JSON (or, with
  * BENCH_PROFILE_MODE=stream, streamed) request for BENCH_PROFILE_SECONDS (default 10); the
  * profile's self time is then summed per function and per file and printed as µs per call.
  * Writes nothing to BENCHMARKS.md: it is the tool for finding the next cut, not a figure.
@@ -125,7 +125,7 @@ async function load(
     const worker = async () => {
       for (; performance.now() < end; n++) await send();
     };
-    await Promise.all(Array.from({ length: 50 }, worker));
+    await Promise.all(Array.from({ length: Number(process.env.BENCH_PROFILE_CONNECTIONS ?? 50) }, worker));
     return n;
   };
   // Warm-up first (JIT, caches, connections), outside the measured window.
