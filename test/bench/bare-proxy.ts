@@ -44,10 +44,10 @@ async function main(): Promise<void> {
   const upstream = process.env.BENCH_UPSTREAM;
   const key = process.env.BENCH_UPSTREAM_KEY;
   if (!upstream || !key) throw new Error('BENCH_UPSTREAM and BENCH_UPSTREAM_KEY are required');
-  const pool = new Pool(upstream, { connections: 256, pipelining: 1, keepAliveTimeout: 30_000 });
-  // Idle sockets are closed after 4 s, before the fake's server closes them (Node's default
-  // keepAliveTimeout, 5 s): else a request can go out on a socket the server is closing, and
-  // fail with ECONNRESET (a 502 here), when the targets take turns with idle gaps.
+  // Idle sockets (of both proxies) are closed after 4 s, before the fake's server closes them
+  // (Node's default keepAliveTimeout, 5 s): else a request can go out on a socket the server is
+  // closing, and fail with ECONNRESET (a 502 here), when the targets take turns with idle gaps.
+  const pool = new Pool(upstream, { connections: 256, pipelining: 1, keepAliveTimeout: 4_000 });
   const agent = new Agent({ keepAlive: true, maxSockets: 256, timeout: 4_000 });
   const origin = new URL(upstream);
 

@@ -83,6 +83,7 @@ async function closedLoop(pool: Pool, target: Target, payload: string, connectio
 /** Requests sent at a fixed rate for `windowMs`, each timed to its last byte; latencies in ms. */
 async function paced(pool: Pool, target: Target, payload: string, windowMs: number): Promise<number[]> {
   const latencies: number[] = [];
+  let failure: Error | undefined;
   const total = (RATE * windowMs) / 1000;
   const started = performance.now();
   const inFlight: Promise<void>[] = [];
@@ -103,10 +104,13 @@ async function paced(pool: Pool, target: Target, payload: string, windowMs: numb
           await res.body.dump();
           if (res.statusCode !== 200) throw new Error(`${target.label}: answered ${res.statusCode}`);
           latencies.push(performance.now() - sent);
-        }),
+        })
+        // Held until all are in (a rejection while the loop still waits would end the process).
+        .catch((error: Error) => void (failure ??= error)),
     );
   }
   await Promise.all(inFlight);
+  if (failure) throw failure;
   return latencies;
 }
 
