@@ -40,6 +40,7 @@ export async function inAmbientTransaction<T>(
   const outer = ambientManager();
   if (outer) return outer.transaction(work);
   const runner = dataSource.createQueryRunner();
+  serializeQueries(runner);
   try {
     await runner.startTransaction();
     const result = await ambient.run(runner.manager, () => work(runner.manager));
@@ -51,6 +52,22 @@ export async function inAmbientTransaction<T>(
   } finally {
     await runner.release();
   }
+}
+
+/**
+ * Services of one request may query at the same time (an event listener's NOTIFY while the
+ * request reads back what it wrote); in a shared transaction those calls go to one connection.
+ * node-postgres queues them but deprecates that (pg 9 will refuse), so they are queued here, in
+ * the order they were made, which is the order pg would have run them in.
+ */
+function serializeQueries(runner: QueryRunner): void {
+  const query = runner.query.bind(runner) as (...args: unknown[]) => Promise<unknown>;
+  let last: Promise<unknown> = Promise.resolve();
+  runner.query = ((...args: unknown[]) => {
+    const next = last.then(() => query(...args));
+    last = next.catch(() => undefined);
+    return next;
+  }) as QueryRunner['query'];
 }
 
 /**
