@@ -3,7 +3,7 @@ import { InjectDataSource } from '@nestjs/typeorm';
 import { hash, randomBytes, randomUUID } from 'node:crypto';
 import { DataSource } from 'typeorm';
 import { conflict, type FieldError, notFound, ValidationProblem } from '../common/problem';
-import { ChangeFeedService } from '../database/change-feed';
+import { ChangeFeedService, REFRESH_AHEAD_AT } from '../database/change-feed';
 import { DatabaseHealth } from '../database/database-health';
 import { ProviderRegistry } from '../plugin-system/provider-registry';
 import { AccessToken } from './access-token.entity';
@@ -405,7 +405,7 @@ export class AccessTokensService implements OnModuleInit, OnModuleDestroy {
     if (generation === this.generation) {
       if (principal) {
         const ttl = this.feed?.isListening ? POSITIVE_TTL_MS : UNLISTENED_POSITIVE_TTL_MS;
-        remember(this.positives, hash, { principal, until: now + ttl, refreshAt: now + ttl * 0.75 });
+        remember(this.positives, hash, { principal, until: now + ttl, refreshAt: now + ttl * REFRESH_AHEAD_AT });
         remember(this.lastGood, hash, principal);
       } else {
         remember(this.negatives, hash, now + NEGATIVE_TTL_MS);

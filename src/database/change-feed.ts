@@ -22,6 +22,11 @@ export type Channel = (typeof CHANNELS)[keyof typeof CHANNELS];
 /** Caches trust what they hold this long while the feed listens, and only this long while it does not. */
 export const LISTENING_TTL_MS = 30_000;
 export const UNLISTENED_TTL_MS = 1_000;
+/**
+ * From this share of its life on, a cached entry still answers but is reloaded in the background
+ * (tokens, key lists, prices), so that under steady traffic no call waits when it runs out.
+ */
+export const REFRESH_AHEAD_AT = 0.75;
 
 const BACKOFF_FIRST_MS = 250;
 const BACKOFF_MAX_MS = 5_000;

@@ -3,7 +3,7 @@ import { OnEvent } from '@nestjs/event-emitter';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { DataSource } from 'typeorm';
 import { AlertEventsService } from '../alerts/alert-events.service';
-import { CHANNELS, ChangeFeedService } from '../database/change-feed';
+import { CHANNELS, ChangeFeedService, REFRESH_AHEAD_AT } from '../database/change-feed';
 import { DatabaseHealth } from '../database/database-health';
 import { ShutdownService } from '../lifecycle/shutdown.service';
 import { SecretsService } from '../crypto/secrets.service';
@@ -116,15 +116,16 @@ export class KeyPool implements OnModuleInit {
     if (!entry || entry.generation !== this.generation) return undefined;
     const age = Date.now() - entry.loadedAt;
     if (age >= ttl) return undefined;
-    if (age >= ttl * 0.75) this.refreshAhead(provider, entry);
+    if (age >= ttl * REFRESH_AHEAD_AT) this.refreshAhead(provider, entry);
     return entry.value;
   }
 
   async keys(provider: string): Promise<PooledKey[]> {
     const entry = this.loaded.get(provider);
     const ttl = this.feed ? this.feed.ttl(TTL_MS) : TTL_MS;
-    if (entry && entry.generation === this.generation && Date.now() - entry.loadedAt < ttl) {
-      if (Date.now() - entry.loadedAt >= ttl * 0.75) this.refreshAhead(provider, entry);
+    const age = entry ? Date.now() - entry.loadedAt : Infinity;
+    if (entry && entry.generation === this.generation && age < ttl) {
+      if (age >= ttl * REFRESH_AHEAD_AT) this.refreshAhead(provider, entry);
       return entry.keys;
     }
     const stale = this.lastGood.get(provider);

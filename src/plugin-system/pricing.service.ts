@@ -1,7 +1,7 @@
 import { Injectable, Logger, OnModuleInit, Optional } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { DataSource } from 'typeorm';
-import { CHANNELS, ChangeFeedService } from '../database/change-feed';
+import { CHANNELS, ChangeFeedService, REFRESH_AHEAD_AT } from '../database/change-feed';
 import { DatabaseHealth } from '../database/database-health';
 import { costOf, type CostResult, type ModelPrice, type PricingTable, type UsageCount } from './provider-plugin';
 import { ProviderPrice } from './provider-price.entity';
@@ -93,7 +93,7 @@ export class PricingService implements OnModuleInit {
     const age = cached ? Date.now() - cached.loadedAt : Infinity;
     if (age >= ttl) return undefined;
     // Reloaded in the background in the last quarter of its life: no call waits when it runs out.
-    if (age >= ttl * 0.75 && !this.loading.has(providerId) && this.health?.up !== false)
+    if (age >= ttl * REFRESH_AHEAD_AT && !this.loading.has(providerId) && this.health?.up !== false)
       void this.table(providerId, true).catch(() => undefined);
     return cached!.table;
   }
