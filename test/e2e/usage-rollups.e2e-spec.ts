@@ -117,6 +117,29 @@ describe('Usage rollups (real PostgreSQL)', () => {
     expect(sent / batches.length).toBeGreaterThan(300);
   });
 
+  it('two instances writing into the same rollup rows at once lose nothing and never deadlock', async () => {
+    const second = await startTestApp({}, { instanceOf: t });
+    try {
+      const before = await sums();
+      const recorders = [t.app.get(UsageRecorder), second.app.get(UsageRecorder)];
+      const now = Date.now();
+      // The same hours, models and error types from both, in opposite orders, several batches each.
+      for (let i = 1; i <= 3_000; i++) {
+        recorders[0].record(record(i, new Date(now - (i % 6) * 3_600_000)));
+        recorders[1].record(record(3_001 - i, new Date(now - ((3_001 - i) % 6) * 3_600_000)));
+      }
+      await Promise.all(recorders.map((r) => r.flush()));
+      const after = await sums();
+      expect(Number(after.events[0].requests) - Number(before.events[0].requests)).toBe(6_000);
+      expect(after.rollups.hour).toEqual(after.events);
+      expect(after.rollups.day).toEqual(after.events);
+      expect(second.logs.text).not.toMatch(/deadlock/i);
+      expect(t.logs.text).not.toMatch(/deadlock/i);
+    } finally {
+      await second.close();
+    }
+  });
+
   it('adds nothing when a batch is written again', async () => {
     const before = await sums();
     const recorder = t.app.get(UsageRecorder) as unknown as {
