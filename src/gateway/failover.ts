@@ -6,7 +6,6 @@ import type { KeywardConfig } from '../config/config';
 import {
   usageKindOf,
   type ClassifiedError,
-  type OutgoingRequest,
   type ProviderErrorType,
   type ProviderPlugin,
   type UsageCount,
@@ -20,7 +19,7 @@ import { GatewayProblem } from './gateway-problem';
 import type { Call } from './gateway-call';
 import { KeyPool, type PooledKey, type Unusable } from './key-pool';
 import { passThrough, startRelay, type ProviderFailure } from './relay';
-import { decodeBody, exchange, upstreamHeaders, UpstreamPools } from './upstream';
+import { decodeBody, exchange, outgoingRequest, UpstreamPools } from './upstream';
 import { UsageRecording } from './usage-record';
 
 /** Provider answers after which the same request is tried on the next key. */
@@ -143,11 +142,7 @@ export class Failover implements OnModuleDestroy {
     reservation: Reservation | undefined,
   ): Promise<AttemptResult> {
     const started = performance.now();
-    const outgoing: OutgoingRequest = {
-      method: call.method,
-      url: new URL(call.target.upstreamPath, call.origin),
-      headers: upstreamHeaders(call.req.headers, call.plugin, call.body),
-    };
+    const outgoing = outgoingRequest(call);
     call.plugin.authorize(outgoing, secret, key.organizationId);
     this.pool.picked(key);
     key.inFlight++;
@@ -163,7 +158,7 @@ export class Failover implements OnModuleDestroy {
       this.upstream.for(call.origin),
       {
         method: call.method as Dispatcher.HttpMethod,
-        path: outgoing.url.pathname + outgoing.url.search,
+        path: outgoing.path,
         headers: outgoing.headers,
         body: call.body ?? call.stream,
         headersTimeout: this.config.gateway.upstreamTimeoutMs,

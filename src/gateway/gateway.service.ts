@@ -176,7 +176,7 @@ export class GatewayService {
     if (rated) await rated;
     this.admission.touch(principal);
     await this.failover.forward(
-      prepare({ req, res, principal, plugin, provider, origin: this.scope.originOf(plugin), target, method, ...body }),
+      prepare({ req, res, principal, plugin, provider, origin: target.origin, target, method, ...body }),
     );
   }
 
@@ -247,7 +247,7 @@ export class GatewayService {
         principal,
         plugin: route.plugin,
         provider: route.provider,
-        origin: this.scope.originOf(route.plugin),
+        origin: target.origin,
         target,
         method: 'POST',
         ...body,

@@ -17,6 +17,8 @@ export interface Target {
   endpoint: ProviderEndpoint;
   /** Path on the provider's origin, built from validated segments; the query follows as given. */
   upstreamPath: string;
+  /** The provider's origin (from its base URL) when the path was checked. */
+  origin: string;
 }
 
 interface PluginScope {
@@ -57,10 +59,6 @@ export class GatewayScope {
       );
     }
     return plugin;
-  }
-
-  originOf(plugin: ProviderPlugin): string {
-    return this.scopeOf(plugin).origin;
   }
 
   /**
@@ -132,7 +130,7 @@ export class GatewayScope {
     }
     let upstreamPath = '';
     for (const segment of segments) upstreamPath += '/' + encodeURIComponent(segment);
-    return { endpoint: match.endpoint, upstreamPath: upstreamPath + query };
+    return { endpoint: match.endpoint, upstreamPath: upstreamPath + query, origin: scope.origin };
   }
 
   /** The endpoint on an OpenAI-compatible plugin that the `/v1` entry point serves, if it has it. */
@@ -142,7 +140,7 @@ export class GatewayScope {
     if (match.kind !== 'match') return undefined;
     let upstreamPath = '';
     for (const segment of [...scope.baseSegments, ...relative]) upstreamPath += '/' + encodeURIComponent(segment);
-    return { endpoint: match.endpoint, upstreamPath };
+    return { endpoint: match.endpoint, upstreamPath, origin: scope.origin };
   }
 
   /** The token's providers and endpoint groups: data groups need an explicit grant. */
