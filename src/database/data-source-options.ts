@@ -47,6 +47,9 @@ export function dataSourceOptions(url: string): DataSourceOptions {
     migrationsTransactionMode: 'each',
     // Never `synchronize`: the schema comes only from migrations.
     synchronize: false,
-    extra: { max: 10, connectionTimeoutMillis: 5000 },
+    // Connections are kept: a new one costs a SCRAM login (4,096 PBKDF2 rounds on each side)
+    // and a PostgreSQL backend process. node-postgres closes idle ones after 10 s by default,
+    // so periodic work (usage batches, cache refreshes, sweeps) kept opening new ones.
+    extra: { max: 10, min: 2, idleTimeoutMillis: 300_000, connectionTimeoutMillis: 5000 },
   };
 }
