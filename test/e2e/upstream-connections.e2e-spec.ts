@@ -7,8 +7,8 @@ import { apiToken, startTestApp, type TestApp } from '../support/test-app';
 
 /**
  * The provider's connections as a real provider treats them: a connection can break before any
- * answer, and an answer can fall silent in the middle. Plain node:http servers here, speaking OpenAI's chat completion format, so that the
- * connection itself can be reset or held.
+ * answer, and an answer can fall silent in the middle. Plain node:http servers here, speaking
+ * OpenAI's formats, so that the connection itself can be reset or held.
  */
 
 interface Provider {
