@@ -13,6 +13,7 @@ import { AccessToken } from '../access-tokens/access-token.entity';
 import { Gateway1764338400000 } from './migrations/1764338400000-Gateway';
 import { LimitsAndBudgets1764400000001 } from './migrations/1764400000001-LimitsAndBudgets';
 import { UsageRecordIds1764460000000 } from './migrations/1764460000000-UsageRecordIds';
+import { UsageEventsOneIdIndex1764470000000 } from './migrations/1764470000000-UsageEventsOneIdIndex';
 import { Alerting1764410000000 } from './migrations/1764410000000-Alerting';
 import { Reports1764420000001 } from './migrations/1764420000001-Reports';
 import { AccountSecurity1764430000001 } from './migrations/1764430000001-AccountSecurity';
@@ -35,6 +36,7 @@ export const MIGRATIONS = [
   AccountSecurity1764430000001,
   AdminSecurity1764440000000,
   UsageRecordIds1764460000000,
+  UsageEventsOneIdIndex1764470000000,
 ];
 
 export function dataSourceOptions(url: string): DataSourceOptions {

@@ -3,8 +3,7 @@ import { randomFillSync } from 'node:crypto';
 /**
  * Ids for usage records: UUID version 7 (RFC 9562, section 5.7), a 48-bit Unix time in
  * milliseconds followed by 74 random bits. Time-ordered ids land at the right-hand end of the
- * usage_events indexes that hold them (the primary key and the record_id index), so each insert
- * touches the same few leaf pages instead of a random one: PostgreSQL spends about a quarter less
+ * usage_events primary key, so each insert touches the same few leaf pages instead of a random one: PostgreSQL spends about a quarter less
  * per usage event than with random (version 4) ids, and writes less WAL after a checkpoint.
  *
  * Node has no randomUUIDv7 and the `uuid` package is ESM-only from version 12, hence these few

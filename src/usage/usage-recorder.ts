@@ -355,7 +355,7 @@ export class UsageRecorder implements OnModuleInit, BeforeApplicationShutdown {
          $7::int[], $8::int[], $9::int[], $10::int[], $11::numeric[], $12::bool[], $13::int[], $14::bool[],
          $15::text[], $16::int[], $17::int[], $18::bool[], $19::text[], $20::uuid[]) AS e(t, k, p, a, en, m, i, o,
          c, tt, co, u, l, s, et, st, at, sr, so, r)
-       ${mayRepeat ? 'ON CONFLICT (record_id, "timestamp") DO NOTHING RETURNING record_id' : ''}`,
+       ${mayRepeat ? 'ON CONFLICT (id, "timestamp") DO NOTHING RETURNING record_id' : ''}`,
       [...eventColumns(all), pgArray(ids)],
     );
     const inserted = mayRepeat ? new Set(rows.map((r) => r.record_id)) : new Set(ids);
