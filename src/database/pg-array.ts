@@ -3,7 +3,7 @@
  * sent as one text parameter and cast in SQL (`$1::uuid[]`). node-postgres builds the same text
  * itself, but through its generic value preparation, element by element (dates in local time,
  * two regular-expression replaces per string); the usage writer sends 20 such arrays per batch
- * of up to 1,000 records, and this is the per-record part of its cost it can cut.
+ * of up to 5,000 records, and this is the per-record part of its cost it can cut.
  *
  * Strings are always quoted (so "NULL" stays a string) with `\` and `"` escaped; dates go as ISO
  * 8601 UTC, numbers as `String(n)` (what pg sends, e.g. `6.5e-7`, which numeric reads exactly),

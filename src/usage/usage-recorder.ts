@@ -55,7 +55,15 @@ export const NEXT_RESET_SQL = `CASE k.usage_period
   WHEN 'monthly' THEN (date_trunc('month', now() AT TIME ZONE 'UTC') + interval '1 month') AT TIME ZONE 'UTC'
   ELSE NULL END`;
 
-const MAX_BATCH = 1000;
+/**
+ * The most records one transaction writes. Under steady traffic the 200 ms timer, not this cap,
+ * ends a batch (5,000 records would take 25,000 calls a second); it bounds a backlog's batches
+ * after an outage. At 1,000, a gateway at 7,000 calls a second wrote a batch every 140 ms and
+ * reached 0.70 of the node:http pass-through proxy's throughput; at 5,000, 0.78 (measured side
+ * by side with the benchmark's fake provider and proxy, JSON answers, 10 connections, windows
+ * taken in turn).
+ */
+const MAX_BATCH = 5000;
 /** How long the final flush at shutdown may wait for the database. */
 const DRAIN_TIMEOUT_MS = 10_000;
 
