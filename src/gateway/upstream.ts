@@ -21,7 +21,16 @@ export class UpstreamPools {
   for(origin: string): Pool {
     let pool = this.pools.get(origin);
     if (!pool) {
-      pool = new Pool(origin, { connections: 256, pipelining: 1, keepAliveTimeout: 30_000 });
+      // An idle connection is closed after 4 s (the official SDKs keep theirs 5 s), sooner where
+      // the provider's Keep-Alive header asks: servers that close idle connections after 5 s
+      // without saying so (Node's own for streamed answers, uvicorn) otherwise meet a request
+      // on a connection they are closing, which fails as 502 before any answer.
+      pool = new Pool(origin, {
+        connections: 256,
+        pipelining: 1,
+        keepAliveTimeout: 4_000,
+        keepAliveTimeoutThreshold: 1_000,
+      });
       this.pools.set(origin, pool);
     }
     return pool;

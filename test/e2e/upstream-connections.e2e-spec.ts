@@ -114,3 +114,48 @@ describe('Gateway: provider connections', () => {
     expect(rows).toEqual([{ success: false, stream: true }]);
   });
 });
+
+describe('Gateway: idle provider connections', () => {
+  let t: TestApp | undefined;
+  let provider: Provider | undefined;
+
+  afterAll(async () => {
+    await t?.close();
+    provider?.server.closeAllConnections();
+    if (provider) await new Promise((resolve) => provider!.server.close(resolve));
+    delete process.env.KEYWARD_PROVIDER_OPENAI_BASE_URL;
+  });
+
+  it('closes a connection idle for 4 s itself, before a provider that closes at 5 s unannounced does', async () => {
+    const sockets = new Set<unknown>();
+    provider = await startProvider((req, res) => {
+      sockets.add(req.socket);
+      // A stream with its own Connection header: Node then sends no Keep-Alive timeout hint.
+      res.writeHead(200, { 'content-type': 'text/event-stream', connection: 'keep-alive' });
+      res.end(
+        'data: {"id":"c","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"hi"}}],' +
+          '"usage":{"prompt_tokens":3,"completion_tokens":1,"total_tokens":4}}\n\ndata: [DONE]\n\n',
+      );
+    });
+    provider.server.keepAliveTimeout = 5_000;
+    const set = await setUp(provider);
+    t = set.t;
+    const call = async () => {
+      const res = await fetch(`${set.url}/proxy/openai/v1/chat/completions`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${set.token}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'gpt-5', stream: true, messages: [{ role: 'user', content: 'hi' }] }),
+      });
+      return { status: res.status, text: await res.text() };
+    };
+    expect((await call()).status).toBe(200);
+    expect((await call()).status).toBe(200);
+    expect(sockets.size).toBe(1);
+    // Past Keyward's idle limit, short of the provider's: the next call gets a new connection.
+    await new Promise((resolve) => setTimeout(resolve, 4_600));
+    const late = await call();
+    expect(late.status).toBe(200);
+    expect(late.text).toContain('[DONE]');
+    expect(sockets.size).toBe(2);
+  }, 20_000);
+});
